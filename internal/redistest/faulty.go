@@ -1,0 +1,99 @@
+package redistest
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrInjected is the error a [Faulty] client returns for an injected fault.
+var ErrInjected = errors.New("redistest: injected fault")
+
+// Faulty is a real client whose script calls can be made to fail. It embeds
+// the real client, so everything else is real; only EvalSha and Eval are
+// intercepted.
+type Faulty struct {
+	*redis.Client
+
+	mu    sync.Mutex
+	plan  func(call int) Fault
+	call  int
+	carry *Fault // the fault of an EvalSha that NOSCRIPT sent on to Eval
+}
+
+// Fault says what one script call does.
+type Fault int
+
+const (
+	// Pass runs the script normally.
+	Pass Fault = iota
+	// FailBefore returns ErrInjected without running the script.
+	FailBefore
+	// LoseReply runs the script on the server, then returns ErrInjected as
+	// if the reply had been lost.
+	LoseReply
+)
+
+// NewFaulty wraps c. plan is asked about each script call, numbered from 1;
+// nil passes every call.
+func NewFaulty(c *redis.Client, plan func(call int) Fault) *Faulty {
+	return &Faulty{Client: c, plan: plan}
+}
+
+// SetPlan replaces the fault plan and restarts the call count.
+func (f *Faulty) SetPlan(plan func(call int) Fault) {
+	f.mu.Lock()
+	f.plan, f.call = plan, 0
+	f.mu.Unlock()
+}
+
+func (f *Faulty) next() Fault {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.carry != nil {
+		fault := *f.carry
+		f.carry = nil
+		return fault
+	}
+	f.call++
+	if f.plan == nil {
+		return Pass
+	}
+	return f.plan(f.call)
+}
+
+func (f *Faulty) inject(cmd *redis.Cmd, fault Fault) *redis.Cmd {
+	if fault == Pass {
+		return cmd
+	}
+	out := redis.NewCmd(context.Background())
+	out.SetErr(ErrInjected)
+	return out
+}
+
+// EvalSha runs or fails the script as the plan says.
+func (f *Faulty) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	fault := f.next()
+	if fault == FailBefore {
+		return f.inject(nil, fault)
+	}
+	cmd := f.Client.EvalSha(ctx, sha, keys, args...)
+	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		f.mu.Lock()
+		f.carry = &fault
+		f.mu.Unlock()
+		return cmd
+	}
+	return f.inject(cmd, fault)
+}
+
+// Eval runs or fails the script as the plan says.
+func (f *Faulty) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	fault := f.next()
+	if fault == FailBefore {
+		return f.inject(nil, fault)
+	}
+	return f.inject(f.Client.Eval(ctx, script, keys, args...), fault)
+}

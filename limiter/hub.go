@@ -1,0 +1,158 @@
+package limiter
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// grant is what a waiter receives: a slot (fence > 0), or a rejection
+// (fence 0) when its weight no longer fits under the limit.
+type grant struct {
+	fence int64
+	lease time.Duration
+}
+
+// hubLinger is how long a hub keeps its subscription after its last waiter
+// left, so that bursts of contention do not pay for a new SUBSCRIBE each time.
+const hubLinger = 30 * time.Second
+
+// A hub multiplexes every waiter of one process on one Redis client and
+// prefix onto one Pub/Sub connection. Grants name the waiter's token, which
+// is unique, so the hub routes them without knowing the semaphore.
+type hub struct {
+	rdb     redis.UniversalClient
+	channel string
+
+	mu      sync.Mutex
+	waiters map[string]chan grant
+	ps      *redis.PubSub
+	ready   chan struct{} // closed once the subscription is confirmed
+	idle    *time.Timer
+}
+
+type hubKey struct {
+	rdb     redis.UniversalClient
+	channel string
+}
+
+var (
+	hubsMu sync.Mutex
+	hubs   = map[hubKey]*hub{}
+)
+
+func hubFor(rdb redis.UniversalClient, channel string) *hub {
+	hubsMu.Lock()
+	defer hubsMu.Unlock()
+	k := hubKey{rdb, channel}
+	h := hubs[k]
+	if h == nil {
+		h = &hub{rdb: rdb, channel: channel, waiters: map[string]chan grant{}}
+		hubs[k] = h
+	}
+	return h
+}
+
+// register routes grants for token to ch and starts the subscription if it
+// is not running. It returns a channel that is closed once the subscription
+// is confirmed; grants published before then may be missed, and the caller
+// re-checks with a poll after it closes.
+func (h *hub) register(token string, ch chan grant) <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.waiters[token] = ch
+	if h.idle != nil {
+		h.idle.Stop()
+		h.idle = nil
+	}
+	if h.ps == nil {
+		h.ps = h.rdb.Subscribe(context.Background())
+		h.ready = make(chan struct{})
+		go h.run(h.ps, h.ready)
+	}
+	return h.ready
+}
+
+func (h *hub) unregister(token string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.waiters, token)
+	if len(h.waiters) == 0 && h.ps != nil && h.idle == nil {
+		ps := h.ps
+		h.idle = time.AfterFunc(hubLinger, func() { h.stopIfIdle(ps) })
+	}
+}
+
+func (h *hub) stopIfIdle(ps *redis.PubSub) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ps != ps || len(h.waiters) > 0 {
+		return
+	}
+	h.ps, h.idle = nil, nil
+	_ = ps.Close()
+}
+
+// run subscribes, then delivers grants until the PubSub is closed. go-redis
+// reconnects and resubscribes on its own; grants published while it was
+// away are found by the waiters' safety-net poll.
+func (h *hub) run(ps *redis.PubSub, ready chan struct{}) {
+	for {
+		err := ps.Subscribe(context.Background(), h.channel)
+		if err == nil {
+			_, err = ps.Receive(context.Background())
+		}
+		if err == nil {
+			break
+		}
+		if isClosed(err) {
+			close(ready)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	close(ready)
+	for msg := range ps.Channel(redis.WithChannelHealthCheckInterval(5 * time.Second)) {
+		h.dispatch(msg.Payload)
+	}
+}
+
+func isClosed(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "closed")
+}
+
+// dispatch parses "token:fence:lease_ms ..." and hands each grant to its
+// waiter, if it is in this process.
+func (h *hub) dispatch(payload string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, item := range strings.Fields(payload) {
+		token, rest, ok := strings.Cut(item, ":")
+		if !ok {
+			continue
+		}
+		ch := h.waiters[token]
+		if ch == nil {
+			continue
+		}
+		fenceStr, leaseStr, _ := strings.Cut(rest, ":")
+		fence, err1 := strconv.ParseInt(fenceStr, 10, 64)
+		lease, err2 := strconv.ParseInt(leaseStr, 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		offer(ch, grant{fence: fence, lease: time.Duration(lease) * time.Millisecond})
+	}
+}
+
+// offer delivers g unless ch already holds a grant.
+func offer(ch chan grant, g grant) {
+	select {
+	case ch <- g:
+	default:
+	}
+}

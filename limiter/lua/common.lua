@@ -1,0 +1,127 @@
+-- Shared by every script; prepended to each of them when they are loaded.
+--
+-- KEYS[1] holders  ZSET  token -> lease expiry (ms, Redis server time)
+-- KEYS[2] queue    ZSET  token -> arrival sequence (FIFO order)
+-- KEYS[3] waiters  ZSET  token -> waiter expiry (ms, Redis server time)
+-- KEYS[4] data     HASH  token -> "weight:fence:meta" (fence 0 while waiting)
+-- KEYS[5] state    HASH  limit, used, fence, seq
+-- ARGV[1] channel on which grants are published
+-- ARGV[2] limit to store when none is stored yet
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function int(x)
+  return string.format('%d', x)
+end
+
+local function parse(v)
+  local w, f, meta = string.match(v, '^(%d+):(%d+):(.*)$')
+  return tonumber(w), tonumber(f), meta
+end
+
+local function limit_of()
+  local l = redis.call('HGET', KEYS[5], 'limit')
+  if not l then
+    redis.call('HSET', KEYS[5], 'limit', ARGV[2])
+    l = ARGV[2]
+  end
+  return tonumber(l)
+end
+
+local function used_of()
+  return tonumber(redis.call('HGET', KEYS[5], 'used') or '0')
+end
+
+-- drop_holder removes one holder and returns its weight (0 if absent).
+local function drop_holder(token)
+  local v = redis.call('HGET', KEYS[4], token)
+  redis.call('ZREM', KEYS[1], token)
+  redis.call('HDEL', KEYS[4], token)
+  if not v then return 0 end
+  local w = parse(v)
+  return w
+end
+
+local function drop_waiter(token)
+  redis.call('ZREM', KEYS[2], token)
+  redis.call('ZREM', KEYS[3], token)
+  redis.call('HDEL', KEYS[4], token)
+end
+
+-- reap removes holders whose lease expired and waiters that stopped
+-- heartbeating, and keeps the stored usage equal to the live holders' weight.
+local function reap(now)
+  local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now))
+  if #dead > 0 then
+    local used = used_of()
+    for _, token in ipairs(dead) do
+      used = used - drop_holder(token)
+    end
+    if used < 0 then used = 0 end
+    redis.call('HSET', KEYS[5], 'used', int(used))
+  end
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', int(now))
+  for _, token in ipairs(gone) do
+    drop_waiter(token)
+  end
+end
+
+-- promote grants slots to the head of the queue, in order, while the head
+-- fits. A head that does not fit stops the pass, so a large waiter is never
+-- overtaken by smaller ones behind it. A head heavier than the whole limit
+-- can never fit and is rejected (published with fence 0). Each grant is
+-- published as "token:fence:lease_ms"; the granted waiter's lease runs only
+-- until its waiter expiry, and it extends the lease when it takes the grant.
+local function promote(now)
+  local limit = limit_of()
+  local used = used_of()
+  local out = {}
+  while true do
+    local head = redis.call('ZRANGE', KEYS[2], 0, 0)
+    if #head == 0 then break end
+    local token = head[1]
+    local v = redis.call('HGET', KEYS[4], token)
+    local exp = tonumber(redis.call('ZSCORE', KEYS[3], token) or '0')
+    if not v or exp <= now then
+      drop_waiter(token)
+    else
+      local w, _, meta = parse(v)
+      if w > limit then
+        drop_waiter(token)
+        out[#out + 1] = token .. ':0:0'
+      elseif used + w > limit then
+        break
+      else
+        redis.call('ZREM', KEYS[2], token)
+        redis.call('ZREM', KEYS[3], token)
+        local fence = redis.call('HINCRBY', KEYS[5], 'fence', 1)
+        used = used + w
+        redis.call('ZADD', KEYS[1], int(exp), token)
+        redis.call('HSET', KEYS[4], token, int(w) .. ':' .. int(fence) .. ':' .. meta)
+        out[#out + 1] = token .. ':' .. int(fence) .. ':' .. int(exp - now)
+      end
+    end
+  end
+  redis.call('HSET', KEYS[5], 'used', int(used))
+  if #out > 0 then
+    redis.call('PUBLISH', ARGV[1], table.concat(out, ' '))
+  end
+end
+
+-- next_expiry returns the milliseconds until the earliest lease expires, or -1.
+local function next_expiry(now)
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if #first == 0 then return -1 end
+  return tonumber(first[2]) - now
+end
+
+-- holder_reply returns {1, fence, lease_ms} when token holds a slot, or nil.
+local function holder_reply(token, now)
+  local exp = redis.call('ZSCORE', KEYS[1], token)
+  if not exp then return nil end
+  local _, fence = parse(redis.call('HGET', KEYS[4], token))
+  return {1, fence, tonumber(exp) - now}
+end

@@ -1,0 +1,254 @@
+package limiter
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Semaphore is a distributed counting semaphore with a limit stored in
+// Redis. Every process that creates a Semaphore with the same client
+// deployment, [Options.Prefix] and name shares its slots. A Semaphore is safe
+// for concurrent use; create one per name and reuse it.
+type Semaphore struct {
+	rdb   redis.UniversalClient
+	name  string
+	limit int
+	opts  Options
+	keys  keySet
+	hub   *hub
+
+	mu      sync.Mutex
+	waiters map[string]*waiter // this process's queued acquires
+	polling bool               // pollLoop is running
+	kick    chan struct{}      // wakes the poller early
+}
+
+// New returns the semaphore name on rdb. limit is the seed's value: the
+// number of slots. It is written to Redis only when no limit is stored there
+// yet; after that the stored limit wins, and only [Semaphore.SetLimit]
+// changes it, for every process at once. opts may be nil for the defaults.
+//
+// New does not talk to Redis. It returns an [ErrInvalid] error, and writes
+// nothing, when name is empty, limit is below 1 or opts has a negative or
+// inconsistent duration.
+func New(rdb redis.UniversalClient, name string, limit int, opts *Options) (*Semaphore, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	switch {
+	case rdb == nil:
+		return nil, invalid("nil Redis client")
+	case name == "":
+		return nil, invalid("empty semaphore name")
+	case limit < 1:
+		return nil, invalid("limit must be at least 1, got %d", limit)
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	o = o.withDefaults()
+	keys := newKeySet(o.Prefix, name)
+	return &Semaphore{
+		rdb:     rdb,
+		name:    name,
+		limit:   limit,
+		opts:    o,
+		keys:    keys,
+		hub:     hubFor(rdb, keys.channel),
+		waiters: map[string]*waiter{},
+		kick:    make(chan struct{}, 1),
+	}, nil
+}
+
+// Name returns the semaphore's name.
+func (s *Semaphore) Name() string { return s.name }
+
+// Acquire blocks until a slot is granted, ctx is done or the acquire timeout
+// ([Options.AcquireTimeout], or [WithTimeout]) passes. Waiters are served in
+// arrival order across all processes.
+//
+// On success it returns a [Permit] whose lease is renewed until it is
+// released. On failure it returns a nil permit and leaves no slot held and no
+// waiter queued (a grant that raced with the failure is given back):
+//   - [ErrTimeout] when the acquire timeout passed, joined with
+//     ctx.Err() when ctx's deadline passed;
+//   - ctx.Err() when ctx was cancelled;
+//   - [ErrWeightAboveLimit] when the weight can never fit;
+//   - a wrapped Redis error when the first call to Redis failed.
+func (s *Semaphore) Acquire(ctx context.Context, opts ...AcquireOption) (*Permit, error) {
+	cfg, err := s.acquireConfig(opts)
+	if err != nil {
+		return nil, s.wrap("acquire", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, ctxErr(err)
+	}
+	if cfg.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, cfg.timeout, ErrTimeout)
+		defer cancel()
+	}
+	w := &waiter{token: newToken(), cfg: cfg, ch: make(chan grant, 1)}
+	ready := s.hub.register(w.token, w.ch)
+	defer s.hub.unregister(w.token)
+	sent := time.Now()
+	r, err := s.callAcquire(ctx, w.token, cfg, "wait")
+	if err != nil {
+		s.abandon(ctx, w.token)
+		if ctx.Err() != nil {
+			return nil, s.doneErr(ctx, err)
+		}
+		return nil, s.wrap("acquire", err)
+	}
+	if r.granted {
+		return s.newPermit(w.token, cfg, r.fence, sent, r.lease, false), nil
+	}
+	if r.rejected {
+		return nil, s.wrap("acquire", fmt.Errorf("%w: weight %d, limit %d", ErrWeightAboveLimit, cfg.weight, r.limit))
+	}
+	s.addWaiter(w, r.nextExpiry)
+	defer s.removeWaiter(w.token)
+	for {
+		select {
+		case g := <-w.ch:
+			if g.fence == 0 {
+				return nil, s.wrap("acquire", fmt.Errorf("%w: weight %d", ErrWeightAboveLimit, cfg.weight))
+			}
+			return s.newPermit(w.token, cfg, g.fence, time.Now(), g.lease, true), nil
+		case <-ready:
+			ready = nil
+			s.poke() // grants published before the subscription was live
+		case <-ctx.Done():
+			s.abandon(ctx, w.token)
+			return nil, s.doneErr(ctx, w.lastErr())
+		}
+	}
+}
+
+// TryAcquire takes a slot only if one is free now and nobody is queued for
+// it; it never waits and never queues. It returns [ErrNoSlot] when it could
+// not, [ErrWeightAboveLimit] when the weight can never fit, and a wrapped
+// Redis error when Redis failed (after giving back a slot the failed call may
+// have taken).
+func (s *Semaphore) TryAcquire(ctx context.Context, opts ...AcquireOption) (*Permit, error) {
+	cfg, err := s.acquireConfig(opts)
+	if err != nil {
+		return nil, s.wrap("try-acquire", err)
+	}
+	token := newToken()
+	sent := time.Now()
+	r, err := s.callAcquire(ctx, token, cfg, "try")
+	switch {
+	case err != nil:
+		s.abandon(ctx, token)
+		return nil, s.wrap("try-acquire", err)
+	case r.rejected:
+		return nil, s.wrap("try-acquire", fmt.Errorf("%w: weight %d, limit %d", ErrWeightAboveLimit, cfg.weight, r.limit))
+	case !r.granted:
+		return nil, s.wrap("try-acquire", ErrNoSlot)
+	}
+	return s.newPermit(token, cfg, r.fence, sent, r.lease, false), nil
+}
+
+// Locked reports whether no slot is free, so that a TryAcquire of weight 1
+// would fail: every slot is held, or callers are queued. It changes nothing.
+func (s *Semaphore) Locked(ctx context.Context) (bool, error) {
+	info, err := s.Info(ctx)
+	if err != nil {
+		return false, err
+	}
+	return info.Free < 1 || info.Waiting > 0, nil
+}
+
+// SetLimit stores a new limit for every process at once. Raising it wakes
+// waiters that now fit. Lowering it revokes no held permit: new grants wait
+// until usage falls below the new limit. It returns an [ErrInvalid] error for
+// a limit below 1 and writes nothing then.
+func (s *Semaphore) SetLimit(ctx context.Context, limit int) error {
+	if limit < 1 {
+		return s.wrap("set-limit", invalid("limit must be at least 1, got %d", limit))
+	}
+	err := scriptSetLimit.Run(ctx, s.rdb, s.keys.keys, s.keys.channel, s.limit, limit).Err()
+	return s.wrap("set-limit", err)
+}
+
+// abandon gives back whatever token may hold or be queued for: the call that
+// failed may have succeeded on the server and lost its reply. It runs even
+// when ctx is done; if Redis is unreachable, the lease or the waiter TTL
+// frees the slot instead.
+func (s *Semaphore) abandon(ctx context.Context, token string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
+	defer cancel()
+	_ = scriptRelease.Run(ctx, s.rdb, s.keys.keys, s.keys.channel, s.limit, token).Err()
+}
+
+const abandonTimeout = 2 * time.Second
+
+type acquireReply struct {
+	granted, rejected bool
+	fence             int64
+	lease             time.Duration
+	nextExpiry        time.Duration // < 0: no holder
+	limit             int64
+}
+
+func (s *Semaphore) callAcquire(ctx context.Context, token string, cfg acquireConfig, mode string) (acquireReply, error) {
+	res, err := scriptAcquire.Run(ctx, s.rdb, s.keys.keys, s.keys.channel, s.limit,
+		token, cfg.weight, s.opts.Lease.Milliseconds(), mode, s.opts.WaiterTTL.Milliseconds(), cfg.holder).Int64Slice()
+	if err != nil {
+		return acquireReply{}, err
+	}
+	if len(res) < 2 {
+		return acquireReply{}, fmt.Errorf("limiter: unexpected acquire reply %v", res)
+	}
+	switch res[0] {
+	case 1:
+		return acquireReply{granted: true, fence: res[1], lease: ms(res[2])}, nil
+	case -1:
+		return acquireReply{rejected: true, limit: res[1]}, nil
+	}
+	return acquireReply{nextExpiry: ms(res[1])}, nil
+}
+
+func (s *Semaphore) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("limiter: %s %q: %w", op, s.name, err)
+}
+
+// doneErr is Acquire's error once ctx is done: ErrTimeout for its own
+// timeout (joined with the last Redis error, if the wait saw one), else ctx's.
+func (s *Semaphore) doneErr(ctx context.Context, redisErr error) error {
+	if context.Cause(ctx) != ErrTimeout {
+		return ctxErr(ctx.Err())
+	}
+	if redisErr != nil && !errors.Is(redisErr, context.DeadlineExceeded) {
+		return s.wrap("acquire", errors.Join(ErrTimeout, redisErr))
+	}
+	return s.wrap("acquire", ErrTimeout)
+}
+
+// ctxErr returns ctx's error, joined with ErrTimeout when its deadline passed.
+func ctxErr(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return errors.Join(ErrTimeout, err)
+	}
+	return err
+}
+
+func ms(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
+
+func newToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
