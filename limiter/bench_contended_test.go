@@ -1,0 +1,178 @@
+package limiter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The contended load of issue 3: limit 10, 50 workers, each holding its
+// slot for 5 ms and asking again at once.
+const (
+	benchLimit   = 10
+	benchWorkers = 50
+	benchHold    = 5 * time.Millisecond
+)
+
+// benchWindow is the measured wall time of one contended run: one second
+// per b.N (so -benchtime=5x measures five seconds), or 200 ms per b.N in a
+// smoke pass.
+func benchWindow(b *testing.B) time.Duration {
+	unit := time.Second
+	if benchQuick() {
+		unit = 200 * time.Millisecond
+	}
+	return time.Duration(b.N) * unit
+}
+
+func BenchmarkUncontended(b *testing.B) {
+	r := newBenchRedis(b)
+	for _, v := range []string{"slotguard", "seed", "xrate", "floor"} {
+		b.Run(v, func(b *testing.B) {
+			ctx := b.Context()
+			l, closeLock, err := openBenchLock(ctx, r.addr, v, r.prefix(b), "uncontended", 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer closeLock()
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				release, err := l.acquire(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := release(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "pairs/s")
+		})
+	}
+}
+
+func BenchmarkContended(b *testing.B) {
+	r := newBenchRedis(b)
+	for _, v := range []string{"slotguard", "seed", "xrate"} {
+		b.Run(v, func(b *testing.B) {
+			ctx := b.Context()
+			l, closeLock, err := openBenchLock(ctx, r.addr, v, r.prefix(b), "contended", benchLimit)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer closeLock()
+			start := time.Now().Add(20 * time.Millisecond)
+			end := start.Add(benchWindow(b))
+			hc := newHolderCount()
+			var (
+				events []benchEvent
+				werr   error
+				done   = make(chan struct{})
+			)
+			b.ResetTimer()
+			go func() {
+				defer close(done)
+				events, werr = runBenchWorkers(ctx, l, benchWorkers, start, end, hc)
+			}()
+			d := measureCmds(b, r, start, end, benchVariants[v].extra)
+			<-done
+			b.StopTimer()
+			if werr != nil {
+				b.Fatal(werr)
+			}
+			reportContended(b, analyzeLoad(events, benchLimit, start.UnixNano(), end.UnixNano()), end.Sub(start), d, hc.most())
+		})
+	}
+}
+
+// measureCmds returns the commands Redis ran between start and end.
+func measureCmds(b *testing.B, r *benchRedis, start, end time.Time, extra []string) cmdDelta {
+	b.Helper()
+	ctx := context.WithoutCancel(b.Context())
+	time.Sleep(time.Until(start))
+	before, err := readCmdStats(ctx, r.rdb)
+	if err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(time.Until(end))
+	after, err := readCmdStats(ctx, r.rdb)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return before.delta(after, extra...)
+}
+
+// reportContended reports the contended metrics of issue 3, and fails the
+// benchmark when more holders than the limit were ever seen at once.
+func reportContended(b *testing.B, load benchLoad, window time.Duration, d cmdDelta, most int64) {
+	b.Helper()
+	perfect := float64(benchLimit) / benchHold.Seconds()
+	grants := float64(max(load.grants, 1))
+	b.ReportMetric(float64(load.grants)/window.Seconds()/perfect, "utilization")
+	b.ReportMetric(percentileMs(load.handoffs, 50), "handoff-p50-ms")
+	b.ReportMetric(percentileMs(load.handoffs, 99), "handoff-p99-ms")
+	b.ReportMetric(float64(d.topLevel)/grants, "cmds/grant")
+	b.ReportMetric(float64(d.total)/grants, "total-cmds/grant")
+	b.ReportMetric(float64(most), "max-holders")
+	b.Logf("window %v: %d grants, %d handoffs, %d client commands, %d in all: %v",
+		window, load.grants, len(load.handoffs), d.topLevel, d.total, d.calls)
+	if most > benchLimit {
+		b.Errorf("max-holders %d is above the limit %d", most, benchLimit)
+	}
+}
+
+// runBenchWorkers runs workers that, from start until end, acquire a slot
+// of l, hold it for benchHold and release it, and returns their merged
+// events. A worker still waiting at end gives up.
+func runBenchWorkers(ctx context.Context, l benchLock, workers int, start, end time.Time, hc holderCount) ([]benchEvent, error) {
+	actx, cancel := context.WithDeadline(ctx, end)
+	defer cancel()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		all  []benchEvent
+		errs []error
+	)
+	for range workers {
+		wg.Go(func() {
+			events, err := benchWorker(actx, l, start, end, hc)
+			mu.Lock()
+			defer mu.Unlock()
+			all = append(all, events...)
+			errs = append(errs, err)
+		})
+	}
+	wg.Wait()
+	return all, errors.Join(errs...)
+}
+
+func benchWorker(ctx context.Context, l benchLock, start, end time.Time, hc holderCount) ([]benchEvent, error) {
+	events := make([]benchEvent, 0, 3*int(end.Sub(start)/benchHold)/benchWorkers*benchLimit+16)
+	stamp := func(k benchKind) { events = append(events, benchEvent{T: time.Now().UnixNano(), K: k}) }
+	time.Sleep(time.Until(start))
+	for time.Now().Before(end) {
+		stamp(evAcquireStart)
+		release, err := l.acquire(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			return events, fmt.Errorf("acquire: %w", err)
+		}
+		stamp(evAcquired)
+		hc.enter()
+		time.Sleep(benchHold)
+		hc.leave()
+		stamp(evRelease)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err = release(rctx)
+		cancel()
+		if err != nil {
+			return events, fmt.Errorf("release: %w", err)
+		}
+	}
+	return events, nil
+}

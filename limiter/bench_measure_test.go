@@ -1,0 +1,111 @@
+package limiter
+
+import (
+	"cmp"
+	"math"
+	"slices"
+	"sync/atomic"
+	"time"
+)
+
+// benchEvent is one step of a contended worker, stamped with the wall clock
+// (in Unix nanoseconds, so that the events of several processes on one
+// machine can be merged).
+type benchEvent struct {
+	T int64
+	K benchKind
+}
+
+type benchKind uint8
+
+const (
+	evAcquireStart benchKind = iota + 1 // the worker calls acquire
+	evAcquired                          // acquire returned a slot
+	evRelease                           // the worker is about to release
+)
+
+// benchLoad is the outcome of a contended window.
+type benchLoad struct {
+	grants   int             // slots granted inside the window
+	handoffs []time.Duration // release-to-next-grant gaps inside the window
+}
+
+// analyzeLoad replays the merged events in time order. A release made while
+// some worker is inside acquire frees a slot that a waiter wants; it is
+// matched, in order, with the next grant, and the gap between them is a
+// handoff. At most limit slots can be free at once, so older unmatched
+// releases are dropped. Grants and handoffs count when the grant falls
+// inside [from, to).
+func analyzeLoad(events []benchEvent, limit int, from, to int64) benchLoad {
+	slices.SortStableFunc(events, func(a, b benchEvent) int { return cmp.Compare(a.T, b.T) })
+	var (
+		out     benchLoad
+		waiting int
+		freed   []int64
+	)
+	for _, e := range events {
+		in := e.T >= from && e.T < to
+		switch e.K {
+		case evAcquireStart:
+			waiting++
+		case evAcquired:
+			waiting--
+			if in {
+				out.grants++
+			}
+			if len(freed) > 0 {
+				if in {
+					out.handoffs = append(out.handoffs, time.Duration(e.T-freed[0]))
+				}
+				freed = freed[1:]
+			}
+		case evRelease:
+			if waiting > 0 {
+				freed = append(freed, e.T)
+				if len(freed) > limit {
+					freed = freed[1:]
+				}
+			}
+		}
+	}
+	return out
+}
+
+// percentileMs returns the p-th percentile (0 < p <= 100) of ds in
+// milliseconds, by the nearest-rank method; NaN when ds is empty.
+func percentileMs(ds []time.Duration, p float64) float64 {
+	if len(ds) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(math.Ceil(p/100*float64(len(s)))) - 1
+	i = max(0, min(i, len(s)-1))
+	return float64(s[i]) / float64(time.Millisecond)
+}
+
+// holderCount counts the holders that are inside their critical section,
+// outside the semaphore under test, and remembers the most at once. Its two
+// words may live in memory shared by several processes (see mapHolderCount).
+type holderCount struct {
+	cur, max *int64
+}
+
+func newHolderCount() holderCount {
+	w := new([2]int64)
+	return holderCount{&w[0], &w[1]}
+}
+
+func (c holderCount) enter() {
+	n := atomic.AddInt64(c.cur, 1)
+	for {
+		m := atomic.LoadInt64(c.max)
+		if n <= m || atomic.CompareAndSwapInt64(c.max, m, n) {
+			return
+		}
+	}
+}
+
+func (c holderCount) leave() { atomic.AddInt64(c.cur, -1) }
+
+func (c holderCount) most() int64 { return atomic.LoadInt64(c.max) }

@@ -1,0 +1,176 @@
+//go:build linux || darwin
+
+package limiter
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+)
+
+// benchProcs is how many OS processes share the contended load.
+const benchProcs = 4
+
+// The child mode "bench-contended" runs part of the contended load in its
+// own process. Its parameters come in these variables.
+const (
+	benchEnvAddr    = "SLOTGUARD_BENCH_ADDR"
+	benchEnvPrefix  = "SLOTGUARD_BENCH_PREFIX"
+	benchEnvVariant = "SLOTGUARD_BENCH_VARIANT"
+	benchEnvWorkers = "SLOTGUARD_BENCH_WORKERS"
+	benchEnvStart   = "SLOTGUARD_BENCH_START" // Unix ns
+	benchEnvEnd     = "SLOTGUARD_BENCH_END"   // Unix ns
+	benchEnvShared  = "SLOTGUARD_BENCH_SHARED"
+	benchEnvOut     = "SLOTGUARD_BENCH_OUT"
+)
+
+func init() { childModes["bench-contended"] = benchContendedChild }
+
+func BenchmarkContendedProcs(b *testing.B) {
+	r := newBenchRedis(b)
+	for _, v := range []string{"slotguard", "seed", "xrate"} {
+		b.Run(v, func(b *testing.B) {
+			dir := b.TempDir()
+			shared := filepath.Join(dir, "holders")
+			if err := os.WriteFile(shared, make([]byte, 16), 0o600); err != nil {
+				b.Fatal(err)
+			}
+			hc, unmap, err := mapHolderCount(shared)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer unmap()
+			// The children need a few hundred milliseconds to start,
+			// connect and warm up before the common start.
+			start := time.Now().Add(time.Second)
+			end := start.Add(benchWindow(b))
+			prefix := r.prefix(b)
+			var cmds []*exec.Cmd
+			var outs []string
+			for i := range benchProcs {
+				out := filepath.Join(dir, "events-"+strconv.Itoa(i))
+				workers := benchWorkers / benchProcs
+				if i < benchWorkers%benchProcs {
+					workers++
+				}
+				cmd := exec.Command(os.Args[0], "-test.run=^$")
+				cmd.Env = append(os.Environ(),
+					childEnv+"=bench-contended",
+					benchEnvAddr+"="+r.addr,
+					benchEnvPrefix+"="+prefix,
+					benchEnvVariant+"="+v,
+					benchEnvWorkers+"="+strconv.Itoa(workers),
+					benchEnvStart+"="+strconv.FormatInt(start.UnixNano(), 10),
+					benchEnvEnd+"="+strconv.FormatInt(end.UnixNano(), 10),
+					benchEnvShared+"="+shared,
+					benchEnvOut+"="+out,
+				)
+				cmd.Stderr = &bytes.Buffer{}
+				if err := cmd.Start(); err != nil {
+					b.Fatal(err)
+				}
+				cmds, outs = append(cmds, cmd), append(outs, out)
+			}
+			b.ResetTimer()
+			d := measureCmds(b, r, start, end, benchVariants[v].extra)
+			var errs []error
+			for _, cmd := range cmds {
+				if err := cmd.Wait(); err != nil {
+					errs = append(errs, fmt.Errorf("child: %w: %s", err, cmd.Stderr))
+				}
+			}
+			b.StopTimer()
+			if err := errors.Join(errs...); err != nil {
+				b.Fatal(err)
+			}
+			var events []benchEvent
+			for _, out := range outs {
+				ev, err := readBenchEvents(out)
+				if err != nil {
+					b.Fatal(err)
+				}
+				events = append(events, ev...)
+			}
+			reportContended(b, analyzeLoad(events, benchLimit, start.UnixNano(), end.UnixNano()), end.Sub(start), d, hc.most())
+		})
+	}
+}
+
+// benchContendedChild is one process of BenchmarkContendedProcs.
+func benchContendedChild() error {
+	env := func(k string) int64 {
+		n, _ := strconv.ParseInt(os.Getenv(k), 10, 64)
+		return n
+	}
+	ctx := context.Background()
+	l, closeLock, err := openBenchLock(ctx, os.Getenv(benchEnvAddr), os.Getenv(benchEnvVariant),
+		os.Getenv(benchEnvPrefix), "contended", benchLimit)
+	if err != nil {
+		return err
+	}
+	defer closeLock()
+	hc, unmap, err := mapHolderCount(os.Getenv(benchEnvShared))
+	if err != nil {
+		return err
+	}
+	defer unmap()
+	start, end := time.Unix(0, env(benchEnvStart)), time.Unix(0, env(benchEnvEnd))
+	if time.Now().After(start) {
+		return fmt.Errorf("child ready %v after the common start", time.Since(start))
+	}
+	events, err := runBenchWorkers(ctx, l, int(env(benchEnvWorkers)), start, end, hc)
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(os.Getenv(benchEnvOut))
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	if err := binary.Write(w, binary.LittleEndian, events); err != nil {
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+func readBenchEvents(path string) ([]benchEvent, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	events := make([]benchEvent, len(data)/binary.Size(benchEvent{}))
+	return events, binary.Read(bytes.NewReader(data), binary.LittleEndian, events)
+}
+
+// mapHolderCount maps the 16-byte file at path into memory, so that every
+// process that maps it shares one holder count.
+func mapHolderCount(path string) (holderCount, func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return holderCount{}, nil, err
+	}
+	defer f.Close()
+	m, err := syscall.Mmap(int(f.Fd()), 0, 16, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		return holderCount{}, nil, fmt.Errorf("mmap %s: %w", path, err)
+	}
+	hc := holderCount{
+		cur: (*int64)(unsafe.Pointer(&m[0])),
+		max: (*int64)(unsafe.Pointer(&m[8])),
+	}
+	return hc, func() { _ = syscall.Munmap(m) }, nil
+}
