@@ -115,7 +115,7 @@ func (s *Semaphore) Acquire(ctx context.Context, opts ...AcquireOption) (*Permit
 		return nil, s.wrap("acquire", fmt.Errorf("%w: weight %d, limit %d", ErrWeightAboveLimit, cfg.weight, r.limit))
 	}
 	s.addWaiter(w, r.nextExpiry)
-	defer s.removeWaiter(w.token)
+	defer s.removeWaiter(w)
 	for {
 		select {
 		case g := <-w.ch:
@@ -127,6 +127,7 @@ func (s *Semaphore) Acquire(ctx context.Context, opts ...AcquireOption) (*Permit
 			ready = nil
 			s.poke() // grants published before the subscription was live
 		case <-ctx.Done():
+			s.removeWaiter(w)
 			s.abandon(ctx, w.token)
 			return nil, s.doneErr(ctx, w.lastErr())
 		}

@@ -14,6 +14,11 @@ type waiter struct {
 
 	mu  sync.Mutex
 	err error // the last poll's Redis error, nil after a successful poll
+
+	// requeueMu orders requeue against Acquire's return, so that a waiter
+	// that was granted or gave up is never put back in the queue.
+	requeueMu sync.Mutex
+	gone      bool // Acquire has returned or is giving up
 }
 
 func (w *waiter) setErr(err error) {
@@ -42,9 +47,14 @@ func (s *Semaphore) addWaiter(w *waiter, hint time.Duration) {
 	}
 }
 
-func (s *Semaphore) removeWaiter(token string) {
+// removeWaiter marks w as finished, so that no poll queues it again, and
+// stops polling for it.
+func (s *Semaphore) removeWaiter(w *waiter) {
+	w.requeueMu.Lock()
+	w.gone = true
+	w.requeueMu.Unlock()
 	s.mu.Lock()
-	delete(s.waiters, token)
+	delete(s.waiters, w.token)
 	s.mu.Unlock()
 }
 
@@ -141,6 +151,11 @@ func (s *Semaphore) poll(ws []*waiter) time.Duration {
 // requeue puts back a waiter that expired from the queue (its heartbeats
 // failed for a WaiterTTL); it joins at the tail.
 func (s *Semaphore) requeue(ctx context.Context, w *waiter) {
+	w.requeueMu.Lock()
+	defer w.requeueMu.Unlock()
+	if w.gone {
+		return
+	}
 	r, err := s.callAcquire(ctx, w.token, w.cfg, "wait")
 	switch {
 	case err != nil:

@@ -1,0 +1,119 @@
+package limiter
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/slotguard/slotguard/internal/redistest"
+)
+
+func TestRedisErrorOnAcquireIsWrappedAndLeaksNothing(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		f := redistest.NewFaulty(b.Client, func(call int) redistest.Fault {
+			if call == 1 {
+				return redistest.FailBefore
+			}
+			return redistest.Pass
+		})
+		s, _ := New(f, "evalerr", 1, &Options{Prefix: b.Prefix})
+		_, err := s.Acquire(t.Context())
+		if !errors.Is(err, redistest.ErrInjected) || errors.Is(err, ErrTimeout) || errors.Is(err, context.Canceled) {
+			t.Fatalf("got %v, want the wrapped Redis error only", err)
+		}
+		p, err := s.TryAcquire(t.Context())
+		if err != nil {
+			t.Fatalf("semaphore unusable after a Redis error: %v", err)
+		}
+		mustRelease(t, p)
+	})
+}
+
+func TestLostAcquireReplyLeaksNoSlot(t *testing.T) {
+	for _, mode := range []string{"acquire", "try"} {
+		t.Run(mode, func(t *testing.T) {
+			redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+				// The first script call runs on the server (and takes the
+				// slot), then its reply is lost.
+				f := redistest.NewFaulty(b.Client, func(call int) redistest.Fault {
+					if call == 1 {
+						return redistest.LoseReply
+					}
+					return redistest.Pass
+				})
+				s, _ := New(f, "lostreply", 1, &Options{Prefix: b.Prefix})
+				var err error
+				if mode == "acquire" {
+					_, err = s.Acquire(t.Context())
+				} else {
+					_, err = s.TryAcquire(t.Context())
+				}
+				if !errors.Is(err, redistest.ErrInjected) {
+					t.Fatalf("got %v, want the injected error", err)
+				}
+				if info := mustInfo(t, s); info.Held != 0 || info.Waiting != 0 {
+					t.Fatalf("slot leaked after a lost reply: %+v", info)
+				}
+			})
+		})
+	}
+}
+
+func TestCancelDuringAcquireLeaksNoSlot(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		s := newSem(t, b, "cancel", 2, nil)
+		hold := mustAcquire(t, s)
+		var wg sync.WaitGroup
+		for i := range 40 {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(t.Context(), time.Duration(i%8)*time.Millisecond)
+				defer cancel()
+				if p, err := s.Acquire(ctx); err == nil {
+					_ = p.Release(context.Background())
+				}
+			})
+		}
+		wg.Wait()
+		mustRelease(t, hold)
+		if info := mustInfo(t, s); info.Held != 0 || info.Waiting != 0 {
+			t.Fatalf("cancelled acquires left %+v", info)
+		}
+	})
+}
+
+func TestRedisServerRestartSurfacesErrorsThenRecovers(t *testing.T) {
+	srv := redistest.StartServer(t)
+	c := srv.Client(&redis.Options{MaxRetries: 1, DialTimeout: 200 * time.Millisecond})
+	s, _ := New(c, "restart", 2, &Options{Lease: 2 * time.Second})
+	p, err := s.Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := s.TryAcquire(ctx); err == nil || errors.Is(err, ErrNoSlot) {
+		t.Fatalf("TryAcquire with Redis down: %v, want a Redis error", err)
+	}
+	select {
+	case <-p.Lost():
+	case <-time.After(5 * time.Second):
+		t.Fatal("holder not told its lease was lost while Redis was down")
+	}
+	srv.Start() // without persistence: the semaphore starts empty
+	q, err := s.Acquire(t.Context(), WithTimeout(5*time.Second))
+	if err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+	if err := p.Release(t.Context()); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("release of the permit lost in the restart: %v", err)
+	}
+	info := mustInfo(t, s)
+	if info.Held != 1 || info.Holders[0].Token != q.Token() {
+		t.Fatalf("after restart: %+v", info)
+	}
+	mustRelease(t, q)
+}
