@@ -1,0 +1,177 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Defaults for [Config]. The zero value of every field means its default.
+const (
+	DefaultAcquireTimeout  = 10 * time.Second
+	DefaultRequeueMinDelay = time.Second
+	DefaultRequeueMaxDelay = time.Minute
+)
+
+// Config is the limits section of a worker's configuration: the rules that
+// decide which slots a task needs, and how long it may wait for them. The
+// zero value of every field means its documented default. Its YAML keys are
+// those of the `limits:` section of cmd/worker's file; see [ParseConfig].
+type Config struct {
+	// AcquireTimeout is the seed's acquire_timeout: the longest a task waits
+	// for its slots before it is requeued. Default 10s. A task whose own
+	// deadline comes sooner waits until shortly before that deadline.
+	AcquireTimeout time.Duration `yaml:"acquire_timeout"`
+
+	// AcquireSleepDelay is the seed's acquire_sleep_delay: how often waiting
+	// acquires are re-checked as a safety net for lost wake-ups. Default
+	// 100ms ([limiter.DefaultSleepDelay]). Waiters are woken by Pub/Sub, not
+	// by this.
+	AcquireSleepDelay time.Duration `yaml:"acquire_sleep_delay"`
+
+	// Lease is how long a slot stays held without a renewal; a worker that
+	// dies gives its slots back at most one lease later. Default 30s
+	// ([limiter.DefaultLease]). Leases are renewed every Lease/3.
+	Lease time.Duration `yaml:"lease"`
+
+	// RequeueMinDelay and RequeueMaxDelay bound the exponential backoff
+	// between requeues of one task: attempt n waits about
+	// min(RequeueMinDelay·2^(n-1), RequeueMaxDelay), with jitter. Defaults
+	// 1s and 1m. asynq adds its own rounding; see docs/worker.md.
+	RequeueMinDelay time.Duration `yaml:"requeue_min_delay"`
+	RequeueMaxDelay time.Duration `yaml:"requeue_max_delay"`
+
+	// Prefix starts every Redis key of the guard's semaphores and requeue
+	// counters. Default "slotguard" ([limiter.DefaultPrefix]).
+	Prefix string `yaml:"prefix"`
+
+	// Rules select the semaphores each task needs. A task matched by no rule
+	// runs unguarded, at no cost.
+	Rules []Rule `yaml:"rules"`
+}
+
+// Rule is one limit. A task matches a rule when its type matches one of
+// TaskTypes (if any are given) and its queue matches one of Queues (if any
+// are given); a rule must give at least one of the two.
+type Rule struct {
+	// Name names the rule, and the semaphore in Redis. Required and unique.
+	Name string `yaml:"name"`
+
+	// TaskTypes are exact task types or patterns in which "*" matches any
+	// run of characters, such as "email:*".
+	TaskTypes []string `yaml:"task_types"`
+
+	// Queues are exact queue names or patterns, as for TaskTypes.
+	Queues []string `yaml:"queues"`
+
+	// PartitionBy names a top-level field of the task's JSON payload. When
+	// set, each value of the field gets its own semaphore of Limit slots.
+	// Tasks whose payload lacks the field, or is not a JSON object, share
+	// one partition.
+	PartitionBy string `yaml:"partition_by"`
+
+	// Limit is the number of slots, at least 1. It is written to Redis only
+	// when the semaphore has no stored limit; after that the stored limit
+	// wins (see [limiter.New] and [Guard.SyncLimits]).
+	Limit int `yaml:"limit"`
+
+	// MaxWaiting caps how many tasks of this process may wait for this
+	// rule's slots at once; a task over the cap is requeued at once, so
+	// that a saturated rule cannot occupy every worker goroutine. Default 0:
+	// no cap.
+	MaxWaiting int `yaml:"max_waiting"`
+}
+
+func (c Config) withDefaults() Config {
+	if c.AcquireTimeout == 0 {
+		c.AcquireTimeout = DefaultAcquireTimeout
+	}
+	if c.RequeueMinDelay == 0 {
+		c.RequeueMinDelay = DefaultRequeueMinDelay
+	}
+	if c.RequeueMaxDelay == 0 {
+		c.RequeueMaxDelay = max(DefaultRequeueMaxDelay, c.RequeueMinDelay)
+	}
+	return c
+}
+
+// Validate reports every problem in c, joined, each as a [*ConfigError]
+// naming the field. It returns nil for a valid config.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, &ConfigError{Field: field, Err: fmt.Errorf(format, args...)})
+	}
+	nonNegative := func(field string, d time.Duration) {
+		if d < 0 {
+			add(field, "must not be negative, got %v", d)
+		}
+	}
+	nonNegative("acquire_timeout", c.AcquireTimeout)
+	nonNegative("acquire_sleep_delay", c.AcquireSleepDelay)
+	nonNegative("lease", c.Lease)
+	nonNegative("requeue_min_delay", c.RequeueMinDelay)
+	nonNegative("requeue_max_delay", c.RequeueMaxDelay)
+	if c.Lease > 0 && c.Lease < 3*time.Millisecond {
+		add("lease", "must be at least 3ms, got %v", c.Lease)
+	}
+	if c.RequeueMaxDelay > 0 && c.RequeueMaxDelay < c.RequeueMinDelay {
+		add("requeue_max_delay", "must not be shorter than requeue_min_delay (%v), got %v", c.RequeueMinDelay, c.RequeueMaxDelay)
+	}
+	if strings.ContainsAny(c.Prefix, "{}") {
+		add("prefix", "must not contain braces, got %q", c.Prefix)
+	}
+	seen := map[string]int{}
+	for i, r := range c.Rules {
+		f := fmt.Sprintf("rules[%d]", i)
+		switch {
+		case r.Name == "":
+			add(f+".name", "is required")
+		case seen[r.Name] > 0:
+			add(f+".name", "duplicates rules[%d].name %q", seen[r.Name]-1, r.Name)
+		default:
+			seen[r.Name] = i + 1
+		}
+		if strings.Contains(r.Name, "/") {
+			add(f+".name", "must not contain '/', got %q", r.Name)
+		}
+		if len(r.TaskTypes) == 0 && len(r.Queues) == 0 {
+			add(f, "needs task_types or queues")
+		}
+		for j, p := range r.TaskTypes {
+			if p == "" {
+				add(fmt.Sprintf("%s.task_types[%d]", f, j), "must not be empty")
+			}
+		}
+		for j, p := range r.Queues {
+			if p == "" {
+				add(fmt.Sprintf("%s.queues[%d]", f, j), "must not be empty")
+			}
+		}
+		if r.Limit < 1 {
+			add(f+".limit", "must be at least 1, got %d", r.Limit)
+		}
+		if r.MaxWaiting < 0 {
+			add(f+".max_waiting", "must not be negative, got %d", r.MaxWaiting)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ConfigError is one problem in a [Config]: the field's path, such as
+// "rules[1].limit", and the YAML line when the config came from YAML.
+type ConfigError struct {
+	Field string
+	Line  int // 0 when unknown
+	Err   error
+}
+
+func (e *ConfigError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("worker: config %s (line %d): %v", e.Field, e.Line, e.Err)
+	}
+	return fmt.Sprintf("worker: config %s: %v", e.Field, e.Err)
+}
+
+func (e *ConfigError) Unwrap() error { return e.Err }

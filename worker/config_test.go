@@ -1,0 +1,104 @@
+package worker
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+func TestParseConfigReadsTheLimitsSection(t *testing.T) {
+	c, err := ParseConfig([]byte(`
+acquire_timeout: 5s
+acquire_sleep_delay: 100ms
+lease: 30s
+rules:
+  - name: payments-api
+    task_types: ["payments:*"]
+    limit: 5
+  - name: default-queue
+    queues: ["default"]
+    limit: 50
+    max_waiting: 8
+  - name: export-per-tenant
+    task_types: ["export:run"]
+    partition_by: tenant_id
+    limit: 2
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AcquireTimeout != 5*time.Second || c.AcquireSleepDelay != 100*time.Millisecond || c.Lease != 30*time.Second {
+		t.Errorf("durations = %v %v %v", c.AcquireTimeout, c.AcquireSleepDelay, c.Lease)
+	}
+	if len(c.Rules) != 3 || c.Rules[2].PartitionBy != "tenant_id" || c.Rules[1].MaxWaiting != 8 || c.Rules[0].TaskTypes[0] != "payments:*" {
+		t.Errorf("rules = %+v", c.Rules)
+	}
+}
+
+func TestParseConfigErrorsNameFieldAndLine(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", "acquire_timeout: 5s\nbogus: 1\n", "config bogus (line 2): unknown key"},
+		{"bad duration", "lease: soon\n", "config lease (line 1): must be a duration"},
+		{"negative duration", "acquire_timeout: -1s\n", "config acquire_timeout (line 1): must not be negative"},
+		{"limit zero", "rules:\n  - name: a\n    queues: [q]\n    limit: 0\n", "config rules[0].limit (line 4): must be at least 1"},
+		{"limit not a number", "rules:\n  - name: a\n    queues: [q]\n    limit: many\n", "config rules[0].limit (line 4): must be an integer"},
+		{"duplicate name", "rules:\n  - {name: a, queues: [q], limit: 1}\n  - {name: a, queues: [q], limit: 1}\n", "config rules[1].name (line 3): duplicates rules[0].name"},
+		{"no selector", "rules:\n  - name: a\n    limit: 1\n", "config rules[0] (line 2): needs task_types or queues"},
+		{"missing name", "rules:\n  - queues: [q]\n    limit: 1\n", "config rules[0].name: is required"},
+		{"unknown rule key", "rules:\n  - name: a\n    queues: [q]\n    limits: 1\n", "config rules[0].limits (line 4): unknown key"},
+		{"negative max_waiting", "rules:\n  - {name: a, queues: [q], limit: 1, max_waiting: -1}\n", "config rules[0].max_waiting (line 2): must not be negative"},
+		{"rules not a list", "rules: {name: a}\n", "config rules (line 1): must be a list"},
+		{"min above max", "requeue_min_delay: 2m\nrequeue_max_delay: 1m\n", "config requeue_max_delay (line 2): must not be shorter"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tt.yaml))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, tt.want)
+			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v is not a *ConfigError", err)
+			}
+		})
+	}
+}
+
+func TestParseConfigReportsEveryError(t *testing.T) {
+	_, err := ParseConfig([]byte("lease: x\nrules:\n  - {name: a, limit: 0}\n"))
+	for _, want := range []string{"lease (line 1)", "rules[0] (line 3): needs", "rules[0].limit (line 3)"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error = %v, want it to contain %q", err, want)
+		}
+	}
+}
+
+func TestConfigEmbedsInALargerDocument(t *testing.T) {
+	var file struct {
+		Worker struct {
+			Concurrency int `yaml:"concurrency"`
+		} `yaml:"worker"`
+		Limits Config `yaml:"limits"`
+	}
+	err := yaml.Unmarshal([]byte("worker:\n  concurrency: 3\nlimits:\n  rules:\n    - {name: a, queues: [q], limit: 2}\n"), &file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if file.Limits.Rules[0].Limit != 2 {
+		t.Fatalf("limits = %+v", file.Limits)
+	}
+
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte("limits:\n  rules:\n    - {name: a, queues: [q], limit: 0}\n"), &doc); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ParseConfigNode(doc.Content[0].Content[1], "limits")
+	if err == nil || !strings.Contains(err.Error(), "config limits.rules[0].limit (line 3)") {
+		t.Fatalf("error = %v", err)
+	}
+}

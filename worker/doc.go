@@ -1,0 +1,2 @@
+// Package worker guards asynq task handlers with slotguard semaphores.
+package worker
