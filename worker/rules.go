@@ -1,0 +1,137 @@
+package worker
+
+import (
+	"bytes"
+	"encoding/json"
+	"sort"
+	"strings"
+	"sync/atomic"
+)
+
+// need is one semaphore a task must hold: a rule and, for partitioned rules,
+// the partition taken from the payload.
+type need struct {
+	rule *rule
+	sem  string // semaphore name: the rule name, or "name/partition"
+}
+
+// rule is a validated [Rule] with its patterns compiled.
+type rule struct {
+	Rule
+	types  []pattern
+	queues []pattern
+
+	waiting atomic.Int64 // this process's tasks waiting for the rule's slots
+}
+
+// enterWait counts a task as waiting for the rule, unless MaxWaiting tasks
+// already are.
+func (r *rule) enterWait() bool {
+	n := r.waiting.Add(1)
+	if r.MaxWaiting > 0 && n > int64(r.MaxWaiting) {
+		r.waiting.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (r *rule) leaveWait() { r.waiting.Add(-1) }
+
+func compileRule(r Rule) *rule {
+	c := &rule{Rule: r}
+	for _, p := range r.TaskTypes {
+		c.types = append(c.types, compilePattern(p))
+	}
+	for _, p := range r.Queues {
+		c.queues = append(c.queues, compilePattern(p))
+	}
+	return c
+}
+
+func (r *rule) matches(taskType, queue string) bool {
+	return (len(r.types) == 0 || anyMatch(r.types, taskType)) &&
+		(len(r.queues) == 0 || anyMatch(r.queues, queue))
+}
+
+// needs returns the semaphores a task needs, sorted by name: every process
+// acquires them in this one order, so two multi-rule tasks never wait for
+// each other's slots in a cycle. It touches no Redis.
+func needs(rules []*rule, taskType, queue string, payload []byte) []need {
+	var out []need
+	for _, r := range rules {
+		if !r.matches(taskType, queue) {
+			continue
+		}
+		name := r.Name
+		if r.PartitionBy != "" {
+			name += "/" + partitionOf(payload, r.PartitionBy)
+		}
+		out = append(out, need{rule: r, sem: name})
+	}
+	if len(out) > 1 {
+		sort.Slice(out, func(i, j int) bool { return out[i].sem < out[j].sem })
+	}
+	return out
+}
+
+// partitionOf returns the top-level JSON field of payload: a string's value,
+// or any other value's JSON text. It returns "" when payload is not a JSON
+// object or lacks the field.
+func partitionOf(payload []byte, field string) string {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &obj); err != nil {
+		return ""
+	}
+	raw, ok := obj[field]
+	if !ok {
+		return ""
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		return s
+	}
+	if bytes.Equal(raw, []byte("null")) {
+		return ""
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, raw); err != nil {
+		return string(raw)
+	}
+	return compact.String()
+}
+
+// pattern matches a name exactly, or with "*" matching any run of
+// characters (including none).
+type pattern struct {
+	parts []string // the literal text between stars; len 1 means exact
+}
+
+func compilePattern(p string) pattern { return pattern{parts: strings.Split(p, "*")} }
+
+func (p pattern) match(s string) bool {
+	if len(p.parts) == 1 {
+		return s == p.parts[0]
+	}
+	first, last := p.parts[0], p.parts[len(p.parts)-1]
+	if !strings.HasPrefix(s, first) {
+		return false
+	}
+	s = s[len(first):]
+	for _, mid := range p.parts[1 : len(p.parts)-1] {
+		i := strings.Index(s, mid)
+		if i < 0 {
+			return false
+		}
+		s = s[i+len(mid):]
+	}
+	return strings.HasSuffix(s, last)
+}
+
+func anyMatch(ps []pattern, s string) bool {
+	for _, p := range ps {
+		if p.match(s) {
+			return true
+		}
+	}
+	return false
+}
