@@ -13,6 +13,9 @@ type keySet struct {
 // tag would hash the whole key, and the keys would scatter over slots).
 var tagEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
 
+// globEscaper makes a literal part of a SCAN MATCH pattern.
+var globEscaper = strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`, "]", `\]`)
+
 func newKeySet(prefix, name string) keySet {
 	base := prefix + ":{" + tagEscaper.Replace(name) + "}:"
 	return keySet{

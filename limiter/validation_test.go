@@ -132,3 +132,27 @@ func TestOddNamesWorkEndToEnd(t *testing.T) {
 }
 
 var _ redis.UniversalClient = (*redistest.Faulty)(nil)
+
+func TestListFindsEveryUsedSemaphore(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		names := []string{"a", "b}{", "tenant/x*"}
+		for _, n := range names {
+			s := newSem(t, b, n, 1, nil)
+			mustRelease(t, mustAcquire(t, s))
+		}
+		newSem(t, b, "never-used", 1, nil)
+		got, err := List(t.Context(), b.Client, b.Prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"a", "b}{", "tenant/x*"}
+		if len(got) != len(want) {
+			t.Fatalf("List = %q, want %q", got, want)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("List = %q, want %q", got, want)
+			}
+		}
+	})
+}
