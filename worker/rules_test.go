@@ -76,7 +76,9 @@ func TestPartitionsAreLimitedSeparately(t *testing.T) {
 		done   atomic.Int32
 	)
 	b.start(t, g, b.fastConfig(12), func(ctx context.Context, task *asynq.Task) error {
-		var p struct{ TenantID string `json:"tenant_id"` }
+		var p struct {
+			TenantID string `json:"tenant_id"`
+		}
 		_ = json.Unmarshal(task.Payload(), &p)
 		mu.Lock()
 		gg := gauges[p.TenantID]
