@@ -75,7 +75,7 @@ func BenchmarkContended(b *testing.B) {
 			b.ResetTimer()
 			go func() {
 				defer close(done)
-				events, werr = runBenchWorkers(ctx, l, benchWorkers, start, end, hc)
+				events, werr = runBenchWorkers(ctx, l, 0, benchWorkers, start, end, hc)
 			}()
 			d := measureCmds(b, r, start, end, benchVariants[v].extra)
 			<-done
@@ -107,27 +107,32 @@ func measureCmds(b *testing.B, r *benchRedis, start, end time.Time, extra []stri
 
 // reportContended reports the contended metrics of issue 3, and fails the
 // benchmark when more holders than the limit were ever seen at once.
-func reportContended(b *testing.B, load benchLoad, window time.Duration, d cmdDelta, most int64) {
+func reportContended(b *testing.B, load benchLoad, window time.Duration, d cmdDelta, maxHolders int64) {
 	b.Helper()
-	perfect := float64(benchLimit) / benchHold.Seconds()
 	grants := float64(max(load.grants, 1))
-	b.ReportMetric(float64(load.grants)/window.Seconds()/perfect, "utilization")
+	hold := load.held / time.Duration(max(load.grants, 1))
+	b.ReportMetric(load.held.Seconds()/window.Seconds()/benchLimit, "utilization")
 	b.ReportMetric(percentileMs(load.handoffs, 50), "handoff-p50-ms")
 	b.ReportMetric(percentileMs(load.handoffs, 99), "handoff-p99-ms")
 	b.ReportMetric(float64(d.topLevel)/grants, "cmds/grant")
 	b.ReportMetric(float64(d.total)/grants, "total-cmds/grant")
-	b.ReportMetric(float64(most), "max-holders")
-	b.Logf("window %v: %d grants, %d handoffs, %d client commands, %d in all: %v",
-		window, load.grants, len(load.handoffs), d.topLevel, d.total, d.calls)
-	if most > benchLimit {
-		b.Errorf("max-holders %d is above the limit %d", most, benchLimit)
+	b.ReportMetric(float64(maxHolders), "max-holders")
+	b.Logf("window %v: %d grants, mean hold %v (utilization by the nominal %v: %.3f), %d handoffs; %d client commands, %d in all: %v",
+		window, load.grants, hold.Round(time.Microsecond), benchHold,
+		float64(load.grants)/window.Seconds()/(benchLimit/benchHold.Seconds()),
+		len(load.handoffs), d.topLevel, d.total, d.calls)
+	least, most := load.spread(benchWorkers)
+	b.Logf("grants per worker: fewest %d, most %d", least, most)
+	if maxHolders > benchLimit {
+		b.Errorf("max-holders %d is above the limit %d", maxHolders, benchLimit)
 	}
 }
 
 // runBenchWorkers runs workers that, from start until end, acquire a slot
 // of l, hold it for benchHold and release it, and returns their merged
-// events. A worker still waiting at end gives up.
-func runBenchWorkers(ctx context.Context, l benchLock, workers int, start, end time.Time, hc holderCount) ([]benchEvent, error) {
+// events. Workers are numbered from base. A worker still waiting at end
+// gives up.
+func runBenchWorkers(ctx context.Context, l benchLock, base, workers int, start, end time.Time, hc holderCount) ([]benchEvent, error) {
 	actx, cancel := context.WithDeadline(ctx, end)
 	defer cancel()
 	var (
@@ -136,9 +141,9 @@ func runBenchWorkers(ctx context.Context, l benchLock, workers int, start, end t
 		all  []benchEvent
 		errs []error
 	)
-	for range workers {
+	for i := range workers {
 		wg.Go(func() {
-			events, err := benchWorker(actx, l, start, end, hc)
+			events, err := benchWorker(actx, l, uint16(base+i), start, end, hc)
 			mu.Lock()
 			defer mu.Unlock()
 			all = append(all, events...)
@@ -149,9 +154,9 @@ func runBenchWorkers(ctx context.Context, l benchLock, workers int, start, end t
 	return all, errors.Join(errs...)
 }
 
-func benchWorker(ctx context.Context, l benchLock, start, end time.Time, hc holderCount) ([]benchEvent, error) {
+func benchWorker(ctx context.Context, l benchLock, id uint16, start, end time.Time, hc holderCount) ([]benchEvent, error) {
 	events := make([]benchEvent, 0, 3*int(end.Sub(start)/benchHold)/benchWorkers*benchLimit+16)
-	stamp := func(k benchKind) { events = append(events, benchEvent{T: time.Now().UnixNano(), K: k}) }
+	stamp := func(k benchKind) { events = append(events, benchEvent{T: time.Now().UnixNano(), K: k, W: id}) }
 	time.Sleep(time.Until(start))
 	for time.Now().Before(end) {
 		stamp(evAcquireStart)

@@ -14,6 +14,7 @@ import (
 type benchEvent struct {
 	T int64
 	K benchKind
+	W uint16 // the worker, unique across processes
 }
 
 type benchKind uint8
@@ -28,6 +29,18 @@ const (
 type benchLoad struct {
 	grants   int             // slots granted inside the window
 	handoffs []time.Duration // release-to-next-grant gaps inside the window
+	held     time.Duration   // the slot time the holders used inside the window
+	byWorker map[uint16]int  // grants inside the window per worker
+}
+
+// spread returns the fewest and the most grants a worker got in the window,
+// out of workers workers.
+func (l benchLoad) spread(workers int) (least, most int) {
+	least = l.byWorker[0]
+	for w := range uint16(workers) {
+		least, most = min(least, l.byWorker[w]), max(most, l.byWorker[w])
+	}
+	return least, most
 }
 
 // analyzeLoad replays the merged events in time order. A release made while
@@ -35,13 +48,14 @@ type benchLoad struct {
 // matched, in order, with the next grant, and the gap between them is a
 // handoff. At most limit slots can be free at once, so older unmatched
 // releases are dropped. Grants and handoffs count when the grant falls
-// inside [from, to).
+// inside [from, to); held counts each hold's part inside it.
 func analyzeLoad(events []benchEvent, limit int, from, to int64) benchLoad {
 	slices.SortStableFunc(events, func(a, b benchEvent) int { return cmp.Compare(a.T, b.T) })
 	var (
-		out     benchLoad
+		out     = benchLoad{byWorker: map[uint16]int{}}
 		waiting int
 		freed   []int64
+		since   = map[uint16]int64{} // worker -> when its slot was granted
 	)
 	for _, e := range events {
 		in := e.T >= from && e.T < to
@@ -49,9 +63,11 @@ func analyzeLoad(events []benchEvent, limit int, from, to int64) benchLoad {
 		case evAcquireStart:
 			waiting++
 		case evAcquired:
+			since[e.W] = e.T
 			waiting--
 			if in {
 				out.grants++
+				out.byWorker[e.W]++
 			}
 			if len(freed) > 0 {
 				if in {
@@ -60,6 +76,9 @@ func analyzeLoad(events []benchEvent, limit int, from, to int64) benchLoad {
 				freed = freed[1:]
 			}
 		case evRelease:
+			if t0, ok := since[e.W]; ok {
+				out.held += time.Duration(max(0, min(e.T, to)-max(t0, from)))
+			}
 			if waiting > 0 {
 				freed = append(freed, e.T)
 				if len(freed) > limit {

@@ -29,6 +29,7 @@ const (
 	benchEnvPrefix  = "SLOTGUARD_BENCH_PREFIX"
 	benchEnvVariant = "SLOTGUARD_BENCH_VARIANT"
 	benchEnvWorkers = "SLOTGUARD_BENCH_WORKERS"
+	benchEnvBase    = "SLOTGUARD_BENCH_BASE"  // the first worker's number
 	benchEnvStart   = "SLOTGUARD_BENCH_START" // Unix ns
 	benchEnvEnd     = "SLOTGUARD_BENCH_END"   // Unix ns
 	benchEnvShared  = "SLOTGUARD_BENCH_SHARED"
@@ -58,6 +59,7 @@ func BenchmarkContendedProcs(b *testing.B) {
 			prefix := r.prefix(b)
 			var cmds []*exec.Cmd
 			var outs []string
+			base := 0
 			for i := range benchProcs {
 				out := filepath.Join(dir, "events-"+strconv.Itoa(i))
 				workers := benchWorkers / benchProcs
@@ -71,6 +73,7 @@ func BenchmarkContendedProcs(b *testing.B) {
 					benchEnvPrefix+"="+prefix,
 					benchEnvVariant+"="+v,
 					benchEnvWorkers+"="+strconv.Itoa(workers),
+					benchEnvBase+"="+strconv.Itoa(base),
 					benchEnvStart+"="+strconv.FormatInt(start.UnixNano(), 10),
 					benchEnvEnd+"="+strconv.FormatInt(end.UnixNano(), 10),
 					benchEnvShared+"="+shared,
@@ -81,6 +84,7 @@ func BenchmarkContendedProcs(b *testing.B) {
 					b.Fatal(err)
 				}
 				cmds, outs = append(cmds, cmd), append(outs, out)
+				base += workers
 			}
 			b.ResetTimer()
 			d := measureCmds(b, r, start, end, benchVariants[v].extra)
@@ -129,7 +133,7 @@ func benchContendedChild() error {
 	if time.Now().After(start) {
 		return fmt.Errorf("child ready %v after the common start", time.Since(start))
 	}
-	events, err := runBenchWorkers(ctx, l, int(env(benchEnvWorkers)), start, end, hc)
+	events, err := runBenchWorkers(ctx, l, int(env(benchEnvBase)), int(env(benchEnvWorkers)), start, end, hc)
 	if err != nil {
 		return err
 	}

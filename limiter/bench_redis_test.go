@@ -1,8 +1,10 @@
 package limiter
 
 import (
+	"cmp"
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"slices"
@@ -27,8 +29,9 @@ const benchRedisEnv = "SLOTGUARD_BENCH_REDIS"
 
 // benchRedis is the server of one top-level benchmark.
 type benchRedis struct {
-	addr string
-	rdb  *redis.Client // for setup and INFO; each variant gets its own client
+	addr    string
+	rdb     *redis.Client // for setup and INFO; each variant gets its own client
+	private bool          // started for this benchmark
 }
 
 func newBenchRedis(b *testing.B) *benchRedis {
@@ -49,7 +52,7 @@ func newBenchRedis(b *testing.B) *benchRedis {
 	default:
 		b.Fatalf("%s=%q: want private or shared", benchRedisEnv, mode)
 	}
-	r := &benchRedis{addr: addr, rdb: benchClient(addr)}
+	r := &benchRedis{addr: addr, rdb: benchClient(addr), private: mode == "private"}
 	b.Cleanup(func() { _ = r.rdb.Close() })
 	return r
 }
@@ -148,4 +151,60 @@ func (before cmdStats) delta(after cmdStats, extra ...string) cmdDelta {
 		}
 	}
 	return d
+}
+
+// slowlogStart makes a private server log every command slower than 1 ms
+// and empties its slow log. On a shared server it does nothing.
+func (r *benchRedis) slowlogStart(ctx context.Context) error {
+	if !r.private {
+		return nil
+	}
+	if err := r.rdb.ConfigSet(ctx, "slowlog-log-slower-than", "1000").Err(); err != nil {
+		return err
+	}
+	return r.rdb.SlowLogReset(ctx).Err()
+}
+
+// slowlog describes the slow log of a private server: how many commands
+// took over 1 ms, and the slowest few.
+func (r *benchRedis) slowlog(ctx context.Context) string {
+	if !r.private {
+		return "no slow log on a shared server"
+	}
+	n, _ := r.rdb.SlowLogLen(ctx).Result()
+	logs, err := r.rdb.SlowLogGet(ctx, 128).Result()
+	if err != nil {
+		return err.Error()
+	}
+	slices.SortFunc(logs, func(a, b redis.SlowLog) int { return cmp.Compare(b.Duration, a.Duration) })
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%d commands over 1 ms", n)
+	for _, l := range logs[:min(3, len(logs))] {
+		fmt.Fprintf(&sb, "; %v %s", l.Duration.Round(10*time.Microsecond), benchScriptName(l.Args))
+	}
+	return sb.String()
+}
+
+// benchScriptName names a logged command, and the script an EVALSHA ran.
+func benchScriptName(args []string) string {
+	if len(args) == 0 {
+		return "?"
+	}
+	name := args[0]
+	if strings.EqualFold(name, "evalsha") && len(args) > 1 {
+		sha := args[1]
+		for s, script := range map[string]*redis.Script{
+			"acquire": scriptAcquire, "release": scriptRelease, "renew": scriptRenew,
+			"poll": scriptPoll, "setlimit": scriptSetLimit, "info": scriptInfo,
+		} {
+			if script.Hash() == sha {
+				name += " " + s
+			}
+		}
+	}
+	last := args[len(args)-1]
+	if strings.HasPrefix(last, "... (") {
+		return fmt.Sprintf("%s with %s", name, strings.TrimPrefix(last, "... "))
+	}
+	return fmt.Sprintf("%s with %d args", name, len(args))
 }

@@ -54,6 +54,9 @@ func BenchmarkScale(b *testing.B) {
 		queued := benchMemory(b, rdb, s)
 		b.Logf("%d waiters queued in %v; %.0f bytes per waiter", n, time.Since(start), float64(queued-held)/n)
 
+		if err := r.slowlogStart(ctx); err != nil {
+			b.Fatal(err)
+		}
 		b.ResetTimer()
 		before, err := readCmdStats(ctx, r.rdb)
 		if err != nil {
@@ -74,6 +77,7 @@ func BenchmarkScale(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StopTimer()
+		b.Logf("slow log: %s", r.slowlog(ctx))
 		d := before.delta(after)
 		b.ReportMetric(percentileMs(probes, 99), "acquire-p99-ms")
 		b.ReportMetric(float64(held)/n, "redis-bytes/holder")
