@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/slotguard/slotguard/internal/redisconn"
+	"github.com/slotguard/slotguard/worker"
+)
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	f, err := parseFlags(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	cfg, source, err := loadConfig(f, getenv)
+	if f.check {
+		if err != nil {
+			for _, e := range unjoin(err) {
+				fmt.Fprintf(stderr, "%s: %v\n", source, e)
+			}
+			return fmt.Errorf("%s: configuration is invalid", source)
+		}
+		fmt.Fprintf(stdout, "%s: configuration is valid\n", source)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s:\n%w", source, err)
+	}
+	log := newLogger(stderr, cfg.Log.Format, cfg.Log.Level)
+
+	if cfg.Redis.Embedded() {
+		emb, err := redisconn.StartEmbedded(redisconn.DefaultEmbeddedAddr)
+		if err != nil {
+			return err
+		}
+		defer emb.Close()
+		fmt.Fprintf(stderr, embeddedBanner, emb.Addr(), emb.Port())
+		cfg.Redis.URL = emb.URL()
+	}
+	rdb, err := cfg.Redis.NewClient()
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if f.config == "" {
+		log.Info("no --config given: running the built-in demo configuration", "handler", "demo:sleep", "rule", "demo", "task_types", "demo:*", "limit", 2)
+	}
+	return serve(ctx, cfg, rdb, log)
+}
+
+const embeddedBanner = `
+==========================================================================
+ slotguard: no Redis configured, so this worker started an EMBEDDED,
+ IN-MEMORY Redis (miniredis) at %s.
+ It is for trying things out, NOT for production: tasks and limits are
+ lost when this worker stops. Set --redis-url or REDIS_URL for a real one.
+ Enqueue tasks with: go run ./cmd/enqueue --redis-url redis://127.0.0.1:%s ...
+==========================================================================
+
+`
+
+// serve runs the guarded asynq server and the admin server until ctx is
+// done, then shuts both down: tasks waiting for slots go back to their
+// queues, running tasks get the shutdown timeout, and every slot is released.
+func serve(ctx context.Context, cfg fileConfig, rdb redis.UniversalClient, log *slog.Logger) error {
+	states := newStateReader(rdb, cfg.Limits)
+	m := newMetrics(states.read)
+	guard, err := worker.New(rdb, cfg.Limits, &worker.Options{OnEvent: func(e worker.Event) {
+		m.observe(e)
+		logEvent(log, e)
+	}})
+	if err != nil {
+		return err
+	}
+	tasks, err := buildHandlers(cfg.Handlers, log)
+	if err != nil {
+		return err
+	}
+	srv := guard.NewServer(asynq.Config{
+		Concurrency:     cfg.Worker.Concurrency,
+		Queues:          cfg.Worker.Queues,
+		StrictPriority:  cfg.Worker.StrictPriority,
+		ShutdownTimeout: cfg.Worker.ShutdownTimeout,
+		Logger:          asynqLogger{log},
+		LogLevel:        asynqLevel(cfg.Log.Level),
+	})
+	var running atomic.Bool
+	g, gctx := errgroup.WithContext(ctx)
+
+	if cfg.Admin.Addr != "off" {
+		ln, err := net.Listen("tcp", cfg.Admin.Addr)
+		if err != nil {
+			return fmt.Errorf("admin server: %w", err)
+		}
+		a := &admin{rdb: rdb, states: states, metrics: m, running: &running, token: cfg.Admin.Token, loopback: isLoopback(ln.Addr().String())}
+		hs := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
+		log.Info("admin server listening", "addr", "http://"+ln.Addr().String(), "paths", "/ /metrics /healthz /readyz /limits")
+		if !a.loopback && a.token == "" {
+			log.Warn("admin server is not on loopback and has no admin.token: limits are read-only there")
+		}
+		g.Go(func() error {
+			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("admin server: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return hs.Shutdown(sctx)
+		})
+	}
+
+	handler := countOutcomes(m, guard.Middleware(busyRequeues(logTasks(log, tasks))))
+	if err := srv.Start(handler); err != nil {
+		return fmt.Errorf("asynq server: %w", err)
+	}
+	running.Store(true)
+	log.Info("worker started", "redis", cfg.Redis.Describe(), "concurrency", cfg.Worker.Concurrency,
+		"queues", queueList(cfg.Worker.Queues), "handlers", tasks.types(), "rules", ruleList(cfg.Limits))
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down: waiting tasks go back to their queues, running ones get the shutdown timeout", "shutdown_timeout", cfg.Worker.ShutdownTimeout)
+		running.Store(false)
+		srv.Shutdown()
+		log.Info("worker stopped")
+		return nil
+	})
+	return g.Wait()
+}
+
+func asynqLevel(level string) asynq.LogLevel {
+	switch strings.ToLower(level) {
+	case "debug":
+		return asynq.DebugLevel
+	case "warn", "warning":
+		return asynq.WarnLevel
+	case "error":
+		return asynq.ErrorLevel
+	}
+	return asynq.InfoLevel
+}
+
+func queueList(qs map[string]int) string {
+	var out []string
+	for q, p := range qs {
+		out = append(out, fmt.Sprintf("%s=%d", q, p))
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
+}
+
+func ruleList(c worker.Config) string {
+	var out []string
+	for _, r := range c.Rules {
+		s := fmt.Sprintf("%s(limit %d)", r.Name, r.Limit)
+		if r.PartitionBy != "" {
+			s = fmt.Sprintf("%s(limit %d per %s)", r.Name, r.Limit, r.PartitionBy)
+		}
+		out = append(out, s)
+	}
+	return strings.Join(out, ",")
+}
+
+func logEvent(log *slog.Logger, e worker.Event) {
+	switch e.Kind {
+	case worker.EventAcquired:
+		log.Debug("slot acquired", "task_id", e.Task.ID, "type", e.Task.Type, "limiter", e.Semaphore, "waited", e.Waited.Round(time.Millisecond))
+	case worker.EventRequeued:
+		log.Info("task requeued: no slot in time", "task_id", e.Task.ID, "type", e.Task.Type, "limiter", e.Semaphore,
+			"waited", e.Waited.Round(time.Millisecond), "delay", e.Delay.Round(time.Millisecond), "attempt", e.Attempt, "reason", requeueReason(e.Err))
+	case worker.EventLeaseLost:
+		log.Warn("slot lease lost: task cancelled", "task_id", e.Task.ID, "type", e.Task.Type, "limiter", e.Semaphore)
+	case worker.EventReleased:
+		if e.Err != nil {
+			log.Warn("slot release failed; its lease will free it", "task_id", e.Task.ID, "limiter", e.Semaphore, "error", e.Err)
+		}
+	}
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, unjoin(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
