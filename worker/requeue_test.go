@@ -34,7 +34,8 @@ func TestRequeueNeverArchivesNorSpendsARetry(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			runRequeueScript(t, tt.maxRetry, tt.steps)
+			t.Run("redis", func(t *testing.T) { runRequeueScript(t, setup(t), tt.maxRetry, tt.steps) })
+			t.Run("miniredis", func(t *testing.T) { runRequeueScript(t, setupMini(t), tt.maxRetry, tt.steps) })
 		})
 	}
 }
@@ -44,8 +45,7 @@ type run struct {
 	retried      int
 }
 
-func runRequeueScript(t *testing.T, maxRetry int, steps string) {
-	b := setup(t)
+func runRequeueScript(t *testing.T, b *bundle, maxRetry int, steps string) {
 	g := b.guard(t, Config{AcquireTimeout: 300 * time.Millisecond,
 		Rules: []Rule{{Name: "api", TaskTypes: []string{"api:*"}, Limit: 1}}})
 	other := b.sem(t, "api", 1)

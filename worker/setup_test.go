@@ -40,6 +40,29 @@ func setup(t *testing.T) *bundle {
 	return b
 }
 
+// benchBundle is setup for a benchmark: a queue and a prefix, no events.
+func benchBundle(tb testing.TB) *bundle {
+	tb.Helper()
+	b := &bundle{rdb: asynqtest.Client(tb), prefix: redistest.NewPrefix()}
+	b.queue = "q-" + b.prefix
+	b.client = asynq.NewClientFromRedisClient(b.rdb)
+	tb.Cleanup(func() {
+		asynqtest.CleanQueue(tb, b.queue)
+		redistest.DeletePrefix(b.rdb, b.prefix)
+	})
+	return b
+}
+
+// setupMini is setup on a fresh embedded miniredis, where asynq works too.
+func setupMini(t *testing.T) *bundle {
+	t.Helper()
+	be := redistest.Mini(t)
+	b := &bundle{rdb: be.Client, prefix: be.Prefix, queue: "q-" + be.Prefix, events: &eventLog{}}
+	b.client = asynq.NewClientFromRedisClient(b.rdb)
+	b.insp = asynq.NewInspectorFromRedisClient(b.rdb)
+	return b
+}
+
 // guard returns a guard on the bundle's prefix whose events go to b.events.
 func (b *bundle) guard(t *testing.T, cfg Config) *Guard {
 	t.Helper()
