@@ -29,13 +29,13 @@ func runLimits(ctx context.Context, args []string, url, config string, getenv fu
 	fs.StringVar(&prefix, "prefix", limiter.DefaultPrefix, "key `prefix` of the limiters (limits.prefix in the worker's config)")
 	fs.StringVar(&url, "redis-url", url, "Redis `URL` (as for enqueue)")
 	fs.StringVar(&config, "config", config, "cmd/worker's configuration `file`, for its redis section")
-	if err := fs.Parse(args); err != nil {
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return usageError{err}
 	}
-	rest := fs.Args()
 	if len(rest) > 0 && rest[0] != "set" {
 		return usagef("unknown limits subcommand %q (want: limits, or limits set NAME N)", rest[0])
 	}
@@ -102,4 +102,20 @@ func runLimits(ctx context.Context, args []string, url, config string, getenv fu
 		fmt.Fprintln(tw, "(no limiter has been used yet)")
 	}
 	return tw.Flush()
+}
+
+// parseInterspersed parses flags that may come before, between or after the
+// positional arguments, and returns the positional ones.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
