@@ -151,13 +151,20 @@ func (g *Guard) guard(ctx context.Context, t *asynq.Task, queue string, ns []nee
 	held := make([]*holding, 0, len(ns))
 	defer func() { g.releaseAll(ctx, task, held) }()
 	label := task.ID + " " + task.Type + " " + g.name
+	// giveUp releases the slots taken so far, before the requeue's round
+	// trips, so that their next waiters need not wait for it.
+	giveUp := func(n need, cause error) error {
+		g.releaseAll(ctx, task, held)
+		held = nil
+		return g.requeue(ctx, task, n, time.Since(start), cause)
+	}
 	for _, n := range ns {
 		left := time.Until(deadline)
 		if left <= 0 {
-			return g.requeue(ctx, task, n, time.Since(start), limiter.ErrTimeout)
+			return giveUp(n, limiter.ErrTimeout)
 		}
 		if !n.rule.enterWait() {
-			return g.requeue(ctx, task, n, time.Since(start), ErrWaitCap)
+			return giveUp(n, ErrWaitCap)
 		}
 		p, err := g.semaphore(n).Acquire(waitCtx, limiter.WithTimeout(left), limiter.WithHolder(label))
 		n.rule.leaveWait()
@@ -170,7 +177,7 @@ func (g *Guard) guard(ctx context.Context, t *asynq.Task, queue string, ns []nee
 			if cause := context.Cause(waitCtx); errors.Is(cause, ErrShuttingDown) {
 				err = ErrShuttingDown
 			}
-			return g.requeue(ctx, task, n, time.Since(start), err)
+			return giveUp(n, err)
 		}
 		held = append(held, &holding{need: n, permit: p, since: time.Now()})
 		g.emit(Event{Kind: EventAcquired, Rule: n.rule.Name, Semaphore: n.sem, Task: task, Waited: time.Since(start)})
