@@ -22,7 +22,7 @@ import (
 type fileConfig struct {
 	Redis    redisconn.Config `yaml:"redis"`
 	Worker   workerSection    `yaml:"worker"`
-	Limits   worker.Config    `yaml:"limits"`
+	Limits   worker.Config    `yaml:"-"` // decoded by worker.ParseConfigNode
 	Handlers []handlerConfig  `yaml:"handlers"`
 	Admin    adminSection     `yaml:"admin"`
 	Log      logSection       `yaml:"log"`
@@ -92,10 +92,15 @@ func parseConfig(data []byte, getenv func(string) string) (fileConfig, error) {
 	if root == nil {
 		return c, nil
 	}
-	if err := yamlx.Decode(root, "", &c); err != nil {
-		return c, err
+	var errs []error
+	if limits := yamlx.Cut(root, "limits"); limits != nil {
+		var err error
+		if c.Limits, err = worker.ParseConfigNode(limits, "limits"); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	return c, c.validate(root, getenv)
+	errs = append(errs, yamlx.Decode(root, "", &c), c.validate(root, getenv))
+	return c, errors.Join(errs...)
 }
 
 func (c *fileConfig) withDefaults() {

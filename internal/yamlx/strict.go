@@ -30,25 +30,22 @@ func (e *FieldError) Unwrap() error { return e.Err }
 
 // Decode decodes n into out (a pointer) and reports, joined, every unknown
 // key and every value of the wrong type, each as a [*FieldError] under path.
-// Types with their own UnmarshalYAML are decoded by it, and their errors
-// are kept as they are.
+// The known fields are decoded even when there are errors. Types with their
+// own UnmarshalYAML are decoded by it, and their errors are kept as they are.
 func Decode(n *yaml.Node, path string, out any) error {
 	w := walker{lines: map[int]string{}}
 	errs := w.unknown(n, reflect.TypeOf(out).Elem(), path)
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
 	if err := n.Decode(out); err != nil {
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
 			for _, e := range te.Errors {
 				errs = append(errs, w.typeError(path, e))
 			}
-			return errors.Join(errs...)
+		} else {
+			errs = append(errs, err) // from a type's own UnmarshalYAML
 		}
-		return &FieldError{Field: orRoot(path), Line: n.Line, Err: err}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 var unmarshaler = reflect.TypeFor[yaml.Unmarshaler]()
@@ -131,6 +128,22 @@ func orRoot(path string) string {
 		return "(document)"
 	}
 	return path
+}
+
+// Cut removes key from mapping n and returns its value, or nil. n is changed
+// in place.
+func Cut(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			v := n.Content[i+1]
+			n.Content = append(n.Content[:i:i], n.Content[i+2:]...)
+			return v
+		}
+	}
+	return nil
 }
 
 // Root parses data and returns its top-level node, or nil for an empty

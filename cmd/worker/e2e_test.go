@@ -1,0 +1,177 @@
+package main
+
+import (
+	"fmt"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/slotguard/slotguard/internal/asynqtest"
+	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/limiter"
+)
+
+// apiConfig is a worker config whose api:call handler calls url, under a
+// limit on queue.
+func apiConfig(db int, prefix, queue, url string, limit int, extra string) string {
+	return fmt.Sprintf(`
+redis:
+  url: redis://%s/%d
+worker:
+  concurrency: 20
+  queues: {%s: 1}
+  shutdown_timeout: 10s
+limits:
+  prefix: %s
+  acquire_timeout: 30s
+  lease: 5s
+  rules:
+    - name: api
+      task_types: ["api:*"]
+      limit: %d
+handlers:
+  - type: "api:call"
+    http:
+      url: "%s/call/{n}"
+      timeout: 5s
+%s`, redistest.Addr(), db, queue, prefix, limit, url, extra)
+}
+
+func enqueueCalls(t *testing.T, queue string, n int, opts ...asynq.Option) {
+	t.Helper()
+	c := asynq.NewClientFromRedisClient(asynqtest.Client(t))
+	for i := range n {
+		payload := fmt.Sprintf(`{"n":"%d"}`, i)
+		if _, err := c.Enqueue(asynq.NewTask("api:call", []byte(payload)), append(opts, asynq.Queue(queue))...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func queueEmpty(t *testing.T, queue string) bool {
+	in := asynq.NewInspectorFromRedisClient(asynqtest.Client(t))
+	q, err := in.GetQueueInfo(queue)
+	if err != nil {
+		return false
+	}
+	return q.Pending+q.Active+q.Scheduled+q.Retry == 0
+}
+
+func archived(t *testing.T, queue string) int {
+	in := asynq.NewInspectorFromRedisClient(asynqtest.Client(t))
+	q, err := in.GetQueueInfo(queue)
+	if err != nil {
+		return 0
+	}
+	return q.Archived
+}
+
+func heldSlots(t *testing.T, prefix, name string) int {
+	t.Helper()
+	s, err := limiter.New(asynqtest.Client(t), name, 1, &limiter.Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Held
+}
+
+func metric(body, series string) float64 {
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` ([0-9.e+]+)$`)
+	m := re.FindStringSubmatch(body)
+	if m == nil {
+		return -1
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	return v
+}
+
+func TestThreeWorkersNeverExceedTheLimitAndCompleteEveryTask(t *testing.T) {
+	const queue, tasks, limit = "w-e2e", 300, 4
+	asynqtest.CleanQueue(t, queue)
+	b := redistest.Real(t)
+	api := newFakeAPI(50 * time.Millisecond)
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	cfg := apiConfig(asynqtest.DB(t), b.Prefix, queue, srv.URL, limit, "")
+	var ws []*proc
+	for range 3 {
+		ws = append(ws, startWorker(t, cfg))
+	}
+	start := time.Now()
+	enqueueCalls(t, queue, tasks)
+	eventually(t, 90*time.Second, "every task to complete", func() bool {
+		return api.distinct() == tasks && queueEmpty(t, queue)
+	})
+	took := time.Since(start)
+	if p := api.peak.Load(); p > limit || p < 2 {
+		t.Fatalf("the API saw %d concurrent requests; limit %d", p, limit)
+	}
+	if n := archived(t, queue); n != 0 {
+		t.Fatalf("%d tasks archived", n)
+	}
+	eventually(t, 10*time.Second, "slots to be released", func() bool { return heldSlots(t, b.Prefix, "api") == 0 })
+
+	var success float64
+	for _, w := range ws {
+		body := w.get("/metrics")
+		if v := metric(body, `slotguard_limit{limiter="api",rule="api"}`); v != limit {
+			t.Fatalf("slotguard_limit = %v, want %d", v, limit)
+		}
+		s := metric(body, `slotguard_tasks_total{outcome="success",type="api:call"}`)
+		acq := metric(body, `slotguard_acquired_total{rule="api"}`)
+		waits := metric(body, `slotguard_acquire_wait_seconds_count{rule="api"}`)
+		if s < 1 || acq < s || waits != acq {
+			t.Fatalf("worker metrics: success %v acquired %v waits %v", s, acq, waits)
+		}
+		success += s
+	}
+	if success < tasks {
+		t.Fatalf("workers report %v successes, want at least %d", success, tasks)
+	}
+	t.Logf("%d tasks through 3 workers in %v (ideal %v); API peak %d of %d; duplicates %d",
+		tasks, took.Round(time.Millisecond), time.Duration(tasks/limit)*api.delay, api.peak.Load(), limit, api.duplicates())
+}
+
+func TestSIGTERMDuringLoadLosesNoTaskAndLeaksNoSlot(t *testing.T) {
+	const queue, tasks, limit = "w-term", 40, 2
+	asynqtest.CleanQueue(t, queue)
+	b := redistest.Real(t)
+	api := newFakeAPI(200 * time.Millisecond)
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	cfg := apiConfig(asynqtest.DB(t), b.Prefix, queue, srv.URL, limit, "")
+	w := startWorker(t, cfg)
+	enqueueCalls(t, queue, tasks)
+	eventually(t, 20*time.Second, "some tasks to complete", func() bool { return api.distinct() >= 4 })
+	w.signal(syscall.SIGTERM)
+	if err := w.wait(t, 20*time.Second); err != nil {
+		t.Fatalf("worker exited with %v after SIGTERM", err)
+	}
+	if held := heldSlots(t, b.Prefix, "api"); held != 0 {
+		t.Fatalf("%d slots still held after a graceful shutdown", held)
+	}
+	done := api.distinct()
+	if done == tasks {
+		t.Fatal("every task finished before the signal; the test proves nothing")
+	}
+	if !strings.Contains(w.logs(), "worker stopped") {
+		t.Fatalf("no clean stop in the log")
+	}
+	// Nothing was lost: a new worker finishes the rest.
+	startWorker(t, cfg)
+	eventually(t, 60*time.Second, "the rest to complete", func() bool { return api.distinct() == tasks && queueEmpty(t, queue) })
+	if n := archived(t, queue); n != 0 {
+		t.Fatalf("%d tasks archived", n)
+	}
+	t.Logf("%d of %d tasks done before SIGTERM; the rest completed after a restart", done, tasks)
+}
