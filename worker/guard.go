@@ -111,19 +111,21 @@ func New(rdb redis.UniversalClient, cfg Config, opts *Options) (*Guard, error) {
 // each, in a fixed order, runs holding them, and gives them back when next
 // returns or panics. A task that waited past the acquire timeout, or found
 // its rule's wait cap full, is requeued without running and without counting
-// as a failure (see [RequeueError]). A task that matches no rule runs at once
-// with no Redis round trip. Use it as mux.Use(g.Middleware).
+// as a failure (see [RequeueError]); so is a task whose handler returned
+// [RequeueAfter]. A task that matches no rule runs at once with no Redis
+// round trip. Use it as mux.Use(g.Middleware).
 func (g *Guard) Middleware(next asynq.Handler) asynq.Handler {
 	if next == nil {
 		panic("worker: nil handler")
 	}
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		queue, _ := asynq.GetQueueName(ctx)
+		start := time.Now()
 		ns := needs(g.rules, t.Type(), queue, t.Payload())
 		if len(ns) == 0 {
-			return next.ProcessTask(ctx, t)
+			return g.handleRequest(ctx, t, queue, start, next.ProcessTask(ctx, t))
 		}
-		return g.guard(ctx, t, queue, ns, next)
+		return g.handleRequest(ctx, t, queue, start, g.guard(ctx, t, queue, ns, next))
 	})
 }
 

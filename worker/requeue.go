@@ -81,17 +81,25 @@ var (
 // requeue sends the task back to its queue without running it and returns
 // the error for asynq.
 func (g *Guard) requeue(ctx context.Context, task TaskRef, n need, waited time.Duration, cause error) error {
+	return g.requeueAs(ctx, task, n.rule.Name, n.sem, waited, -1, cause)
+}
+
+// requeueAs is requeue for any cause: rule and sem name what the task waited
+// for ("" for a handler's own request), and delay < 0 asks for the backoff.
+func (g *Guard) requeueAs(ctx context.Context, task TaskRef, rule, sem string, waited, delay time.Duration, cause error) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
 	attempt, err := g.countRequeue(rctx, task)
 	if err != nil {
 		attempt = 1 // the delay is then the shortest; the task still goes back
 	}
-	delay := g.backoff(attempt)
+	if delay < 0 {
+		delay = g.backoff(attempt)
+	}
 	if errors.Is(cause, ErrShuttingDown) {
 		delay = 0 // other workers may take it at once
 	}
-	rq := &RequeueError{Rule: n.rule.Name, Semaphore: n.sem, Attempt: attempt, Delay: delay, Err: cause}
+	rq := &RequeueError{Rule: rule, Semaphore: sem, Attempt: attempt, Delay: delay, Err: cause}
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	st := stateFrom(ctx)
@@ -104,7 +112,7 @@ func (g *Guard) requeue(ctx context.Context, task TaskRef, n need, waited time.D
 		}
 		rq.NewTaskID = id
 	}
-	g.emit(Event{Kind: EventRequeued, Rule: n.rule.Name, Semaphore: n.sem, Task: task,
+	g.emit(Event{Kind: EventRequeued, Rule: rule, Semaphore: sem, Task: task,
 		Waited: waited, Delay: delay, Attempt: attempt, NewTaskID: rq.NewTaskID, Err: cause})
 	return rq
 }

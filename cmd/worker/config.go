@@ -33,6 +33,12 @@ type workerSection struct {
 	Queues          map[string]int `yaml:"queues"`           // default {default: 1}
 	StrictPriority  bool           `yaml:"strict_priority"`  // default false
 	ShutdownTimeout time.Duration  `yaml:"shutdown_timeout"` // default 30s
+	// How often asynq moves due scheduled and retry tasks (requeued ones
+	// among them) to their queue; default asynq's 5s.
+	DelayedTaskCheckInterval time.Duration `yaml:"delayed_task_check_interval"`
+	// How long asynq waits before checking an empty queue again; default
+	// asynq's 1s.
+	TaskCheckInterval time.Duration `yaml:"task_check_interval"`
 }
 
 type adminSection struct {
@@ -144,6 +150,12 @@ func (c *fileConfig) validate(root *yaml.Node, getenv func(string) string) error
 	}
 	if c.Worker.ShutdownTimeout < 0 {
 		add("worker.shutdown_timeout", "must not be negative, got %v", c.Worker.ShutdownTimeout)
+	}
+	if d := c.Worker.DelayedTaskCheckInterval; d < 0 || d > 0 && d < 10*time.Millisecond {
+		add("worker.delayed_task_check_interval", "must be at least 10ms, got %v", d)
+	}
+	if d := c.Worker.TaskCheckInterval; d < 0 || d > 0 && d < 10*time.Millisecond {
+		add("worker.task_check_interval", "must be at least 10ms, got %v", d)
 	}
 	if c.Admin.Addr != "" && c.Admin.Addr != "off" {
 		if _, _, err := net.SplitHostPort(c.Admin.Addr); err != nil {

@@ -2,10 +2,12 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,6 +29,7 @@ worker:
   concurrency: 20
   queues: {%s: 1}
   shutdown_timeout: 10s
+  delayed_task_check_interval: 200ms
 limits:
   prefix: %s
   acquire_timeout: 30s
@@ -174,4 +177,47 @@ func TestSIGTERMDuringLoadLosesNoTaskAndLeaksNoSlot(t *testing.T) {
 		t.Fatalf("%d tasks archived", n)
 	}
 	t.Logf("%d of %d tasks done before SIGTERM; the rest completed after a restart", done, tasks)
+}
+
+func TestHTTP429IsRequeuedWithoutSpendingRetries(t *testing.T) {
+	const queue, tasks = "w-429", 10
+	asynqtest.CleanQueue(t, queue)
+	b := redistest.Real(t)
+	api := newFakeAPI(5 * time.Millisecond)
+	var mu sync.Mutex
+	calls := map[string]int{}
+	api.reply = func(n string) (int, http.Header) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls[n]++
+		if calls[n] == 1 {
+			return http.StatusTooManyRequests, http.Header{"Retry-After": {"1"}}
+		}
+		return http.StatusOK, nil
+	}
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	w := startWorker(t, apiConfig(asynqtest.DB(t), b.Prefix, queue, srv.URL, 4, ""))
+	start := time.Now()
+	enqueueCalls(t, queue, tasks, asynq.MaxRetry(0)) // a failure would archive at once
+	eventually(t, 30*time.Second, "every task to complete after its 429", func() bool {
+		return api.distinct() == tasks && queueEmpty(t, queue)
+	})
+	if took := time.Since(start); took < time.Second/2 {
+		t.Fatalf("finished in %v: the Retry-After delay was ignored", took)
+	}
+	if n := archived(t, queue); n != 0 {
+		t.Fatalf("%d tasks archived after a 429", n)
+	}
+	body := w.get("/metrics")
+	if v := metric(body, `slotguard_tasks_total{outcome="busy",type="api:call"}`); v != tasks {
+		t.Fatalf("busy outcomes %v, want %d", v, tasks)
+	}
+	if v := metric(body, `slotguard_requeues_total{reason="busy",rule=""}`); v != tasks {
+		t.Fatalf("busy requeues %v, want %d", v, tasks)
+	}
+	in := asynq.NewInspectorFromRedisClient(asynqtest.Client(t))
+	if q, err := in.GetQueueInfo(queue); err != nil || q.Failed != 0 {
+		t.Fatalf("failed count %v (%v): a 429 counted as a failure", q, err)
+	}
 }

@@ -60,6 +60,8 @@ func (m *metrics) observe(e worker.Event) {
 
 func requeueReason(err error) string {
 	switch {
+	case errors.Is(err, worker.ErrRequeueRequested):
+		return "busy"
 	case errors.Is(err, limiter.ErrTimeout):
 		return "timeout"
 	case errors.Is(err, worker.ErrWaitCap):

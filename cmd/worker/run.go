@@ -95,12 +95,14 @@ func serve(ctx context.Context, cfg fileConfig, rdb redis.UniversalClient, log *
 		return err
 	}
 	srv := guard.NewServer(asynq.Config{
-		Concurrency:     cfg.Worker.Concurrency,
-		Queues:          cfg.Worker.Queues,
-		StrictPriority:  cfg.Worker.StrictPriority,
-		ShutdownTimeout: cfg.Worker.ShutdownTimeout,
-		Logger:          asynqLogger{log},
-		LogLevel:        asynqLevel(cfg.Log.Level),
+		Concurrency:              cfg.Worker.Concurrency,
+		Queues:                   cfg.Worker.Queues,
+		StrictPriority:           cfg.Worker.StrictPriority,
+		ShutdownTimeout:          cfg.Worker.ShutdownTimeout,
+		DelayedTaskCheckInterval: cfg.Worker.DelayedTaskCheckInterval,
+		TaskCheckInterval:        cfg.Worker.TaskCheckInterval,
+		Logger:                   asynqLogger{log},
+		LogLevel:                 asynqLevel(cfg.Log.Level),
 	})
 	var running atomic.Bool
 	g, gctx := errgroup.WithContext(ctx)
@@ -186,7 +188,7 @@ func logEvent(log *slog.Logger, e worker.Event) {
 	case worker.EventAcquired:
 		log.Debug("slot acquired", "task_id", e.Task.ID, "type", e.Task.Type, "limiter", e.Semaphore, "waited", e.Waited.Round(time.Millisecond))
 	case worker.EventRequeued:
-		log.Info("task requeued: no slot in time", "task_id", e.Task.ID, "type", e.Task.Type, "limiter", e.Semaphore,
+		log.Info("task requeued", "task_id", e.Task.ID, "type", e.Task.Type, "limiter", e.Semaphore,
 			"waited", e.Waited.Round(time.Millisecond), "delay", e.Delay.Round(time.Millisecond), "attempt", e.Attempt, "reason", requeueReason(e.Err))
 	case worker.EventLeaseLost:
 		log.Warn("slot lease lost: task cancelled", "task_id", e.Task.ID, "type", e.Task.Type, "limiter", e.Semaphore)

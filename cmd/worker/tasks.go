@@ -102,7 +102,14 @@ func logTasks(log *slog.Logger, next asynq.Handler) asynq.Handler {
 }
 
 // busyRequeues turns a handler's [*handlers.BusyError] (HTTP 429 or 503)
-// into a requeue through the guard, after the Retry-After delay.
+// into a requeue through the guard, after the Retry-After delay or, without
+// one, the guard's backoff: no retry is spent and nothing is archived.
 func busyRequeues(next asynq.Handler) asynq.Handler {
-	return next
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		err := next.ProcessTask(ctx, t)
+		if busy, ok := errors.AsType[*handlers.BusyError](err); ok {
+			return worker.RequeueAfter(busy.RetryAfter, err)
+		}
+		return err
+	})
 }

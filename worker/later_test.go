@@ -1,0 +1,91 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+func TestRequeueAfterNeverArchivesNorSpendsARetry(t *testing.T) {
+	b := setup(t)
+	g := b.guard(t, Config{AcquireTimeout: time.Second, Rules: []Rule{{Name: "api", TaskTypes: []string{"api:*"}, Limit: 2}}})
+	busy := errors.New("HTTP 429")
+	var mu sync.Mutex
+	runs := map[string]int{}
+	retried := map[string][]int{}
+	b.start(t, g, b.fastConfig(4), func(ctx context.Context, t *asynq.Task) error {
+		mu.Lock()
+		defer mu.Unlock()
+		key := string(t.Payload())
+		runs[key]++
+		n, _ := asynq.GetRetryCount(ctx)
+		retried[key] = append(retried[key], n)
+		if runs[key] <= 2 {
+			return RequeueAfter(0, busy) // twice busy, then fine
+		}
+		return nil
+	})
+	// Guarded or not, with no retries left or some: always requeued.
+	b.enqueue(t, "api:call", []byte("zero"), asynq.MaxRetry(0))
+	b.enqueue(t, "api:call", []byte("three"), asynq.MaxRetry(3))
+	b.enqueue(t, "free:call", []byte("free"), asynq.MaxRetry(0))
+	waitFor(t, 20*time.Second, "every task to finish", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return runs["zero"] == 3 && runs["three"] == 3 && runs["free"] == 3 && b.queueInfo(t).Size == 0
+	})
+	qi := b.queueInfo(t)
+	if qi.Archived != 0 || qi.Failed != 0 {
+		t.Fatalf("archived %d, failed %d: a requested requeue counted as a failure", qi.Archived, qi.Failed)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for key, rs := range retried {
+		for _, n := range rs {
+			if n != 0 {
+				t.Fatalf("task %s saw retry counts %v: a requeue spent a retry", key, rs)
+			}
+		}
+	}
+	if n := b.events.count(EventRequeued); n != 6 {
+		t.Fatalf("%d requeue events, want 6", n)
+	}
+	for _, e := range b.events.all(EventRequeued) {
+		if !errors.Is(e.Err, ErrRequeueRequested) || !errors.Is(e.Err, busy) {
+			t.Fatalf("requeue event cause %v", e.Err)
+		}
+	}
+}
+
+func TestRequeueAfterUsesTheGivenDelay(t *testing.T) {
+	b := setup(t)
+	g := b.guard(t, Config{Rules: []Rule{{Name: "api", TaskTypes: []string{"api:*"}, Limit: 1}}})
+	var mu sync.Mutex
+	var times []time.Time
+	b.start(t, g, b.fastConfig(2), func(ctx context.Context, t *asynq.Task) error {
+		mu.Lock()
+		defer mu.Unlock()
+		times = append(times, time.Now())
+		if len(times) == 1 {
+			return RequeueAfter(2*time.Second, errors.New("Retry-After: 2"))
+		}
+		return nil
+	})
+	b.enqueue(t, "api:call", nil)
+	waitFor(t, 20*time.Second, "the second run", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(times) == 2
+	})
+	// asynq keeps whole seconds and its forwarder polls every 100ms here.
+	if gap := times[1].Sub(times[0]); gap < time.Second || gap > 3500*time.Millisecond {
+		t.Fatalf("ran again after %v, want about 2s", gap)
+	}
+	if e := b.events.all(EventRequeued); len(e) != 1 || e[0].Delay != 2*time.Second {
+		t.Fatalf("requeue events: %+v", e)
+	}
+}
