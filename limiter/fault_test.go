@@ -117,3 +117,25 @@ func TestRedisServerRestartSurfacesErrorsThenRecovers(t *testing.T) {
 	}
 	mustRelease(t, q)
 }
+
+func TestSyncReplicasGivesBackUnreplicatedGrants(t *testing.T) {
+	b := redistest.Real(t) // WAIT needs a real server; this one has no replica
+	s := newSem(t, b, "wait", 2, &Options{SyncReplicas: 1, SyncTimeout: 50 * time.Millisecond})
+	start := time.Now()
+	_, err := s.Acquire(t.Context())
+	if !errors.Is(err, ErrNotReplicated) {
+		t.Fatalf("Acquire: %v, want ErrNotReplicated", err)
+	}
+	if el := time.Since(start); el < 50*time.Millisecond {
+		t.Fatalf("returned after %v, before the sync timeout", el)
+	}
+	if _, err := s.TryAcquire(t.Context()); !errors.Is(err, ErrNotReplicated) {
+		t.Fatalf("TryAcquire: %v, want ErrNotReplicated", err)
+	}
+	if info := mustInfo(t, s); info.Held != 0 {
+		t.Fatalf("unreplicated grants still held: %+v", info)
+	}
+	if _, err := New(redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}}), "x", 1, &Options{SyncReplicas: 1}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("cluster client with SyncReplicas: %v", err)
+	}
+}

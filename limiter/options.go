@@ -48,7 +48,20 @@ type Options struct {
 	// twice SleepDelay. A waiter whose process died blocks the queue no longer
 	// than this.
 	WaiterTTL time.Duration
+
+	// SyncReplicas, when above 0, makes every grant wait until that many
+	// replicas acknowledged it (Redis WAIT), for at most SyncTimeout; a grant
+	// they do not acknowledge in time is given back with [ErrNotReplicated].
+	// It narrows the window in which a Sentinel failover can lose a grant.
+	// Default 0. Not for Cluster clients.
+	SyncReplicas int
+
+	// SyncTimeout bounds the wait for SyncReplicas. Default 100ms.
+	SyncTimeout time.Duration
 }
+
+// DefaultSyncTimeout is [Options.SyncTimeout]'s default.
+const DefaultSyncTimeout = 100 * time.Millisecond
 
 func (o Options) withDefaults() Options {
 	if o.Prefix == "" {
@@ -65,6 +78,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.WaiterTTL == 0 {
 		o.WaiterTTL = max(DefaultWaiterTTL, 2*o.SleepDelay)
+	}
+	if o.SyncTimeout == 0 {
+		o.SyncTimeout = DefaultSyncTimeout
 	}
 	return o
 }
@@ -83,6 +99,10 @@ func (o Options) validate() error {
 		return invalid("AcquireTimeout must not be negative, got %v", o.AcquireTimeout)
 	case o.WaiterTTL < 0:
 		return invalid("WaiterTTL must not be negative, got %v", o.WaiterTTL)
+	case o.SyncReplicas < 0:
+		return invalid("SyncReplicas must not be negative, got %d", o.SyncReplicas)
+	case o.SyncTimeout < 0:
+		return invalid("SyncTimeout must not be negative, got %v", o.SyncTimeout)
 	}
 	d := o.withDefaults()
 	switch {

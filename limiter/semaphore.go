@@ -54,6 +54,9 @@ func New(rdb redis.UniversalClient, name string, limit int, opts *Options) (*Sem
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
+	if _, ok := rdb.(*redis.ClusterClient); ok && o.SyncReplicas > 0 {
+		return nil, invalid("SyncReplicas does not work with a Cluster client")
+	}
 	o = o.withDefaults()
 	keys := newKeySet(o.Prefix, name)
 	return &Semaphore{
@@ -99,6 +102,11 @@ func (s *Semaphore) Acquire(ctx context.Context, opts ...AcquireOption) (*Permit
 	w := &waiter{token: newToken(), cfg: cfg, ch: make(chan grant, 1)}
 	ready := s.hub.register(w.token, w.ch)
 	defer s.hub.unregister(w.token)
+	select {
+	case <-ready:
+		ready = nil // live before the call: no grant can have been missed
+	default:
+	}
 	sent := time.Now()
 	r, err := s.callAcquire(ctx, w.token, cfg, "wait")
 	if err != nil {
@@ -109,7 +117,7 @@ func (s *Semaphore) Acquire(ctx context.Context, opts ...AcquireOption) (*Permit
 		return nil, s.wrap("acquire", err)
 	}
 	if r.granted {
-		return s.newPermit(w.token, cfg, r.fence, sent, r.lease, false), nil
+		return s.confirm(ctx, "acquire", s.newPermit(w.token, cfg, r.fence, sent, r.lease, false))
 	}
 	if r.rejected {
 		return nil, s.wrap("acquire", fmt.Errorf("%w: weight %d, limit %d", ErrWeightAboveLimit, cfg.weight, r.limit))
@@ -122,7 +130,7 @@ func (s *Semaphore) Acquire(ctx context.Context, opts ...AcquireOption) (*Permit
 			if g.fence == 0 {
 				return nil, s.wrap("acquire", fmt.Errorf("%w: weight %d", ErrWeightAboveLimit, cfg.weight))
 			}
-			return s.newPermit(w.token, cfg, g.fence, time.Now(), g.lease, true), nil
+			return s.confirm(ctx, "acquire", s.newPermit(w.token, cfg, g.fence, time.Now(), g.lease, true))
 		case <-ready:
 			ready = nil
 			s.poke() // grants published before the subscription was live
@@ -156,7 +164,7 @@ func (s *Semaphore) TryAcquire(ctx context.Context, opts ...AcquireOption) (*Per
 	case !r.granted:
 		return nil, s.wrap("try-acquire", ErrNoSlot)
 	}
-	return s.newPermit(token, cfg, r.fence, sent, r.lease, false), nil
+	return s.confirm(ctx, "try-acquire", s.newPermit(token, cfg, r.fence, sent, r.lease, false))
 }
 
 // Locked reports whether no slot is free, so that a TryAcquire of weight 1

@@ -42,6 +42,14 @@ type Config struct {
 	RequeueMinDelay time.Duration `yaml:"requeue_min_delay"`
 	RequeueMaxDelay time.Duration `yaml:"requeue_max_delay"`
 
+	// SyncReplicas, when above 0, makes each grant wait until that many
+	// Redis replicas acknowledged it, for at most SyncTimeout (default
+	// 100ms); a grant they do not acknowledge is given back and the task is
+	// requeued. It narrows the limit overshoot a Sentinel failover can cause
+	// (see docs/reliability.md). Default 0. Not for Redis Cluster.
+	SyncReplicas int           `yaml:"sync_replicas"`
+	SyncTimeout  time.Duration `yaml:"sync_timeout"`
+
 	// Prefix starts every Redis key of the guard's semaphores and requeue
 	// counters. Default "slotguard" ([limiter.DefaultPrefix]).
 	Prefix string `yaml:"prefix"`
@@ -113,6 +121,10 @@ func (c Config) Validate() error {
 	nonNegative("lease", c.Lease)
 	nonNegative("requeue_min_delay", c.RequeueMinDelay)
 	nonNegative("requeue_max_delay", c.RequeueMaxDelay)
+	nonNegative("sync_timeout", c.SyncTimeout)
+	if c.SyncReplicas < 0 {
+		add("sync_replicas", "must not be negative, got %d", c.SyncReplicas)
+	}
 	if c.Lease > 0 && c.Lease < 3*time.Millisecond {
 		add("lease", "must be at least 3ms, got %v", c.Lease)
 	}

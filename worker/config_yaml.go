@@ -138,6 +138,8 @@ func (d *decoder) config(n *yaml.Node) Config {
 		"requeue_min_delay":   func(v *yaml.Node, f string) { c.RequeueMinDelay = d.duration(v, f) },
 		"requeue_max_delay":   func(v *yaml.Node, f string) { c.RequeueMaxDelay = d.duration(v, f) },
 		"prefix":              func(v *yaml.Node, f string) { c.Prefix = d.str(v, f) },
+		"sync_replicas":       func(v *yaml.Node, f string) { c.SyncReplicas = d.int(v, f) },
+		"sync_timeout":        func(v *yaml.Node, f string) { c.SyncTimeout = d.duration(v, f) },
 		"rules": func(v *yaml.Node, f string) {
 			if v.Kind != yaml.SequenceNode {
 				d.fail(f, v.Line, fmt.Errorf("must be a list"))

@@ -82,9 +82,11 @@ func New(rdb redis.UniversalClient, cfg Config, opts *Options) (*Guard, error) {
 		backoff: o.Backoff,
 		sems:    map[string]*limiter.Semaphore{},
 		lopts: limiter.Options{
-			Prefix:     cfg.Prefix,
-			Lease:      cfg.Lease,
-			SleepDelay: cfg.AcquireSleepDelay,
+			Prefix:       cfg.Prefix,
+			Lease:        cfg.Lease,
+			SleepDelay:   cfg.AcquireSleepDelay,
+			SyncReplicas: cfg.SyncReplicas,
+			SyncTimeout:  cfg.SyncTimeout,
 		},
 	}
 	if g.lopts.Prefix == "" {
