@@ -159,7 +159,7 @@ func TestReleaseTwiceIsNoOpAndCannotRaiseCapacity(t *testing.T) {
 		// not free a slot it does not hold.
 		p2 := mustAcquire(t, s)
 		p3 := mustAcquire(t, s)
-		stale := &Permit{sem: s, token: p1.token, stop: func() {}, stopped: closedChan(), lost: make(chan struct{})}
+		stale := s.newPermit(p1.token, acquireConfig{weight: 1}, p1.fence, time.Now(), time.Hour, false)
 		if err := stale.Release(t.Context()); !errors.Is(err, ErrLeaseLost) {
 			t.Fatalf("releasing a token that holds nothing: %v, want ErrLeaseLost", err)
 		}
@@ -174,11 +174,6 @@ func TestReleaseTwiceIsNoOpAndCannotRaiseCapacity(t *testing.T) {
 	})
 }
 
-func closedChan() chan struct{} {
-	c := make(chan struct{})
-	close(c)
-	return c
-}
 
 func TestWakeOnReleaseWithoutPolling(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, b redistest.Backend) {

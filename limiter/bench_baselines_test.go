@@ -123,7 +123,7 @@ func openXrate(_ context.Context, rdb *redis.Client, prefix, name string, limit 
 }
 
 func (l xrateLock) acquire(ctx context.Context) (func(context.Context) error, error) {
-	id := newToken()
+	id := randomID(16)
 	for {
 		now := time.Now()
 		n, err := benchXrateAcquire.Run(ctx, l.rdb, []string{l.key},

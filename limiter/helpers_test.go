@@ -70,8 +70,12 @@ func waitingIs(t *testing.T, s *Semaphore, n int) {
 // crash stops a permit's renewals without releasing it, as if its process
 // had died.
 func crash(p *Permit) {
-	p.stop()
-	<-p.stopped
+	p.mu.Lock()
+	p.stopped = true
+	p.timer.Stop()
+	p.mu.Unlock()
+	p.cancel()
+	p.sem.forget(p.token)
 }
 
 type result struct {

@@ -5,7 +5,7 @@ import "strings"
 // keySet names the Redis keys of one semaphore. All of them share the hash
 // tag {name}, so they live in one Redis Cluster slot.
 type keySet struct {
-	keys    []string // holders, queue, waiters, data, state: see lua/common.lua
+	keys    []string // holders, queue, procs, data, state, fresh: see lua/common.lua
 	channel string
 }
 
@@ -19,7 +19,7 @@ var globEscaper = strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`
 func newKeySet(prefix, name string) keySet {
 	base := prefix + ":{" + tagEscaper.Replace(name) + "}:"
 	return keySet{
-		keys:    []string{base + "holders", base + "queue", base + "waiters", base + "data", base + "state"},
+		keys:    []string{base + "holders", base + "queue", base + "procs", base + "data", base + "state", base + "fresh"},
 		channel: grantChannel(prefix),
 	}
 }

@@ -15,13 +15,15 @@ type Permit struct {
 	token  string
 	fence  int64
 	weight int
+	lost   chan struct{}
 
-	lost    chan struct{}
-	stop    context.CancelFunc
-	stopped chan struct{}
+	ctx    context.Context // cancelled by Release, to cut a renewal short
+	cancel context.CancelFunc
 
 	mu       sync.Mutex
-	deadline time.Time // local estimate of when the lease runs out
+	timer    *time.Timer // the next renewal
+	deadline time.Time   // local estimate of when the lease runs out
+	stopped  bool        // no more renewals: Release began, or the lease is lost
 	isLost   bool
 	released bool
 }
@@ -43,10 +45,11 @@ func (p *Permit) Weight() int { return p.weight }
 // [Permit.Release].
 func (p *Permit) Lost() <-chan struct{} { return p.lost }
 
-// newPermit starts the keepalive. sent is when the granting request was sent
-// (or the grant received), and lease the lease Redis reported remaining then.
-// A permit handed over from the queue renews at once: its lease ran only to
-// its waiter expiry.
+// newPermit registers the permit and schedules its renewals. sent is when
+// the granting request was sent (or the grant received), and lease the lease
+// Redis reported remaining then. A permit handed over from the queue renews
+// at once: that takes the grant up, and its lease ran only to its waiter's
+// heartbeat expiry.
 func (s *Semaphore) newPermit(token string, cfg acquireConfig, fence int64, sent time.Time, lease time.Duration, renewNow bool) *Permit {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Permit{
@@ -55,66 +58,68 @@ func (s *Semaphore) newPermit(token string, cfg acquireConfig, fence int64, sent
 		fence:    fence,
 		weight:   cfg.weight,
 		lost:     make(chan struct{}),
-		stop:     cancel,
-		stopped:  make(chan struct{}),
+		ctx:      ctx,
+		cancel:   cancel,
 		deadline: sent.Add(lease),
 	}
+	s.mu.Lock()
+	s.permits[token] = p
+	s.mu.Unlock()
 	first := s.opts.RenewInterval
 	if renewNow {
 		first = 0
 	}
-	go p.keepalive(ctx, first)
+	p.mu.Lock()
+	p.timer = time.AfterFunc(first, p.renewOnce)
+	p.mu.Unlock()
 	return p
 }
 
-// keepalive renews the lease every RenewInterval. After a failed renewal it
-// retries sooner, and gives up when the lease has run out.
-func (p *Permit) keepalive(ctx context.Context, next time.Duration) {
-	defer close(p.stopped)
+// renewOnce renews the lease and schedules the next renewal: after
+// RenewInterval, or sooner after a failure. It gives up when a renewal finds
+// the lease gone, or when renewals failed until the lease ran out.
+func (p *Permit) renewOnce() {
 	s := p.sem
-	timer := time.NewTimer(next)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		}
-		sent := time.Now()
-		left, err := p.renew(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		p.mu.Lock()
-		switch {
-		case err == nil && left > 0:
-			p.deadline = sent.Add(left)
-			next = s.opts.RenewInterval
-		case err == nil || !time.Now().Before(p.deadline):
-			p.markLostLocked()
-			p.mu.Unlock()
-			return
-		default:
-			next = min(s.opts.RenewInterval/4+time.Millisecond, time.Until(p.deadline))
-		}
+	p.mu.Lock()
+	if p.stopped {
 		p.mu.Unlock()
-		timer.Reset(next)
+		return
+	}
+	p.mu.Unlock()
+	sent := time.Now()
+	ctx, cancel := context.WithTimeout(p.ctx, s.opts.RenewInterval)
+	n, err := scriptRenew.Run(ctx, s.rdb, s.keys.keys, s.keys.channel, s.limit, p.token, s.opts.Lease.Milliseconds()).Int64()
+	cancel()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return
+	}
+	switch {
+	case err == nil && n > 0:
+		p.deadline = sent.Add(ms(n))
+		p.timer.Reset(s.opts.RenewInterval)
+	case err == nil || !time.Now().Before(p.deadline):
+		p.loseLocked()
+	default:
+		p.timer.Reset(min(s.opts.RenewInterval/4+time.Millisecond, time.Until(p.deadline)))
 	}
 }
 
-func (p *Permit) renew(ctx context.Context) (time.Duration, error) {
-	s := p.sem
-	ctx, cancel := context.WithTimeout(ctx, s.opts.RenewInterval)
-	defer cancel()
-	n, err := scriptRenew.Run(ctx, s.rdb, s.keys.keys, s.keys.channel, s.limit, p.token, s.opts.Lease.Milliseconds()).Int64()
-	return ms(n), err
-}
-
-func (p *Permit) markLostLocked() {
+// loseLocked stops renewals and closes Lost.
+func (p *Permit) loseLocked() {
+	p.stopped = true
 	if !p.isLost {
 		p.isLost = true
 		close(p.lost)
 	}
+	p.sem.forget(p.token)
+}
+
+func (s *Semaphore) forget(token string) {
+	s.mu.Lock()
+	delete(s.permits, token)
+	s.mu.Unlock()
 }
 
 // Release gives the slot back and hands it to the next waiter. Calling it
@@ -130,19 +135,21 @@ func (p *Permit) Release(ctx context.Context) error {
 		p.mu.Unlock()
 		return nil
 	}
+	p.stopped = true
+	p.timer.Stop()
 	p.mu.Unlock()
-	p.stop()
-	<-p.stopped
+	p.cancel()
 	s := p.sem
 	n, err := scriptRelease.Run(ctx, s.rdb, s.keys.keys, s.keys.channel, s.limit, p.token).Int64()
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if err != nil {
 		return s.wrap("release", err)
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.released = true
+	s.forget(p.token)
 	if n != 1 || p.isLost {
-		p.markLostLocked()
+		p.loseLocked()
 		return s.wrap("release", ErrLeaseLost)
 	}
 	return nil

@@ -24,8 +24,13 @@ type Semaphore struct {
 	keys  keySet
 	hub   *hub
 
+	// proc names this Semaphore value in Redis: it prefixes every token it
+	// issues, and its poller heartbeats it while it has queued waiters.
+	proc string
+
 	mu      sync.Mutex
-	waiters map[string]*waiter // this process's queued acquires
+	waiters map[string]*waiter // this value's queued acquires
+	permits map[string]*Permit // this value's held permits
 	polling bool               // pollLoop is running
 	kick    chan struct{}      // wakes the poller early
 }
@@ -66,7 +71,9 @@ func New(rdb redis.UniversalClient, name string, limit int, opts *Options) (*Sem
 		opts:    o,
 		keys:    keys,
 		hub:     hubFor(rdb, keys.channel),
+		proc:    randomID(8),
 		waiters: map[string]*waiter{},
+		permits: map[string]*Permit{},
 		kick:    make(chan struct{}, 1),
 	}, nil
 }
@@ -99,7 +106,7 @@ func (s *Semaphore) Acquire(ctx context.Context, opts ...AcquireOption) (*Permit
 		ctx, cancel = context.WithTimeoutCause(ctx, cfg.timeout, ErrTimeout)
 		defer cancel()
 	}
-	w := &waiter{token: newToken(), cfg: cfg, ch: make(chan grant, 1)}
+	w := &waiter{token: s.newToken(), cfg: cfg, ch: make(chan grant, 1)}
 	ready := s.hub.register(w.token, w.ch)
 	defer s.hub.unregister(w.token)
 	select {
@@ -152,7 +159,7 @@ func (s *Semaphore) TryAcquire(ctx context.Context, opts ...AcquireOption) (*Per
 	if err != nil {
 		return nil, s.wrap("try-acquire", err)
 	}
-	token := newToken()
+	token := s.newToken()
 	sent := time.Now()
 	r, err := s.callAcquire(ctx, token, cfg, "try")
 	switch {
@@ -256,8 +263,12 @@ func ctxErr(err error) error {
 
 func ms(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
 
-func newToken() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+// newToken returns a unique holder ID: this value's proc, a dot, and a
+// random part.
+func (s *Semaphore) newToken() string { return s.proc + "." + randomID(12) }
+
+func randomID(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

@@ -2,6 +2,7 @@ package limiter
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -66,12 +67,14 @@ func (s *Semaphore) poke() {
 	}
 }
 
-// pollLoop runs while this semaphore has local waiters. Each round is one
-// Redis call for all of them: it heartbeats them, reaps expired leases,
-// hands free slots on, and reports grants whose Pub/Sub message was lost.
-// It polls every SleepDelay (the smallest asked for), and also right when
-// the earliest lease is due to expire, so an expired lease is handed on at
-// once rather than a poll interval later.
+// pollLoop runs while this semaphore value has queued waiters. Each round
+// is one Redis call whose cost does not grow with the number of waiters: it
+// heartbeats this value's proc (which keeps all its waiters queued), reaps
+// expired leases, hands free slots on, and returns the grants to its
+// waiters that none has taken up (their Pub/Sub message may have been
+// lost). It polls every SleepDelay (the smallest asked for), and also right
+// when the earliest lease is due to expire, so an expired lease is handed on
+// at once rather than a poll interval later.
 func (s *Semaphore) pollLoop(hint time.Duration) {
 	timer := time.NewTimer(s.nextPoll(hint))
 	defer timer.Stop()
@@ -80,24 +83,29 @@ func (s *Semaphore) pollLoop(hint time.Duration) {
 		case <-timer.C:
 		case <-s.kick:
 		}
-		ws := s.snapshot()
-		if ws == nil {
+		if !s.stillPolling() {
 			return
 		}
-		hint = s.poll(ws)
+		hint = s.poll()
 		timer.Reset(s.nextPoll(hint))
 	}
 }
 
-// snapshot returns the local waiters, or nil after marking the poller stopped
+// stillPolling reports whether there are waiters, marking the poller stopped
 // when there are none.
-func (s *Semaphore) snapshot() []*waiter {
+func (s *Semaphore) stillPolling() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.waiters) == 0 {
 		s.polling = false
-		return nil
+		return false
 	}
+	return true
+}
+
+func (s *Semaphore) snapshot() []*waiter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	ws := make([]*waiter, 0, len(s.waiters))
 	for _, w := range s.waiters {
 		ws = append(ws, w)
@@ -118,38 +126,49 @@ func (s *Semaphore) nextPoll(hint time.Duration) time.Duration {
 	return d
 }
 
-// poll runs one safety-net round for ws and returns the time until the
-// earliest lease expires (negative for none, or on error).
-func (s *Semaphore) poll(ws []*waiter) time.Duration {
+// poll runs one safety-net round and returns the time until the earliest
+// lease expires (negative for none, or on error).
+func (s *Semaphore) poll() time.Duration {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WaiterTTL)
 	defer cancel()
-	args := make([]any, 0, 3+len(ws))
-	args = append(args, s.keys.channel, s.limit, s.opts.WaiterTTL.Milliseconds())
-	for _, w := range ws {
-		args = append(args, w.token)
+	res, err := scriptPoll.Run(ctx, s.rdb, s.keys.keys, s.keys.channel, s.limit, s.opts.WaiterTTL.Milliseconds(), s.proc).Slice()
+	if err == nil && (len(res) < 2 || (len(res)-2)%3 != 0) {
+		err = fmt.Errorf("limiter: unexpected poll reply of %d items", len(res))
 	}
-	res, err := scriptPoll.Run(ctx, s.rdb, s.keys.keys, args...).Int64Slice()
-	if err != nil || len(res) != 1+3*len(ws) {
-		for _, w := range ws {
-			w.setErr(err)
-		}
+	ws := s.snapshot()
+	for _, w := range ws {
+		w.setErr(err)
+	}
+	if err != nil {
 		return -1
 	}
-	for i, w := range ws {
-		w.setErr(nil)
-		status, fence, lease := res[1+3*i], res[2+3*i], res[3+3*i]
-		switch status {
-		case 1:
-			offer(w.ch, grant{fence: fence, lease: ms(lease)})
-		case -1:
+	if asInt(res[1]) == 0 {
+		// This value's proc had expired (its heartbeats failed for a
+		// WaiterTTL, or Redis lost its data): its waiters left the queue.
+		for _, w := range ws {
 			s.requeue(ctx, w)
 		}
 	}
-	return ms(res[0])
+	for i := 2; i < len(res); i += 3 {
+		token, _ := res[i].(string)
+		g := grant{fence: asInt(res[i+1]), lease: ms(asInt(res[i+2]))}
+		s.mu.Lock()
+		w, p := s.waiters[token], s.permits[token]
+		s.mu.Unlock()
+		switch {
+		case w != nil:
+			offer(w.ch, g)
+		case p == nil:
+			// Granted to an acquire that has given up, whose own attempt to
+			// leave the queue failed: give the slot on.
+			_ = scriptRelease.Run(ctx, s.rdb, s.keys.keys, s.keys.channel, s.limit, token).Err()
+		}
+	}
+	return ms(asInt(res[0]))
 }
 
-// requeue puts back a waiter that expired from the queue (its heartbeats
-// failed for a WaiterTTL); it joins at the tail.
+// requeue puts back a waiter that left the queue because its proc expired;
+// it joins at the tail, unless it was granted meanwhile.
 func (s *Semaphore) requeue(ctx context.Context, w *waiter) {
 	w.requeueMu.Lock()
 	defer w.requeueMu.Unlock()

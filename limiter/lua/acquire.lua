@@ -1,11 +1,11 @@
 -- acquire: grant a slot now, or (mode "wait") join the FIFO queue.
 -- KEYS: see common.lua.
 -- ARGV[3] token, ARGV[4] weight, ARGV[5] lease ms, ARGV[6] mode ("try" or
--- "wait"), ARGV[7] waiter TTL ms, ARGV[8] holder metadata.
+-- "wait"), ARGV[7] waiter TTL ms, ARGV[8] holder label.
 -- Returns {1, fence, lease_ms} when granted (also when token already held a
 -- slot, so a retried call after a lost reply is harmless), {0, next_expiry}
--- when not granted (queued in "wait" mode), or {-1, limit} when the weight
--- exceeds the limit.
+-- when not granted (queued in "wait" mode, or left in the queue), or
+-- {-1, limit} when the weight exceeds the limit.
 local now = now_ms()
 local token, weight, lease = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local limit = tonumber(redis.call('HGET', KEYS[5], 'limit') or ARGV[2])
@@ -16,15 +16,19 @@ limit = limit_of()
 reap(now)
 local held = holder_reply(token, now)
 if held then return held end
-promote(now)
-held = holder_reply(token, now)
-if held then return held end
-if redis.call('ZSCORE', KEYS[2], token) then
-  redis.call('ZADD', KEYS[3], int(now + tonumber(ARGV[7])), token)
-  return {0, next_expiry(now)}
+local queued = redis.call('ZCARD', KEYS[2])
+if queued > 0 then
+  promote(now)
+  held = holder_reply(token, now)
+  if held then return held end
+  if redis.call('ZSCORE', KEYS[2], token) then
+    heartbeat(token, now, tonumber(ARGV[7]))
+    return {0, next_expiry(now)}
+  end
+  queued = redis.call('ZCARD', KEYS[2])
 end
 local used = used_of()
-if redis.call('ZCARD', KEYS[2]) == 0 and used + weight <= limit then
+if queued == 0 and used + weight <= limit then
   local fence = redis.call('HINCRBY', KEYS[5], 'fence', 1)
   redis.call('HSET', KEYS[5], 'used', int(used + weight))
   redis.call('ZADD', KEYS[1], int(now + lease), token)
@@ -33,8 +37,8 @@ if redis.call('ZCARD', KEYS[2]) == 0 and used + weight <= limit then
 end
 if ARGV[6] == 'wait' then
   local seq = redis.call('HINCRBY', KEYS[5], 'seq', 1)
+  heartbeat(token, now, tonumber(ARGV[7]))
   redis.call('ZADD', KEYS[2], seq, token)
-  redis.call('ZADD', KEYS[3], int(now + tonumber(ARGV[7])), token)
   redis.call('HSET', KEYS[4], token, int(weight) .. ':0:' .. ARGV[8])
 end
 return {0, next_expiry(now)}

@@ -2,9 +2,14 @@
 --
 -- KEYS[1] holders  ZSET  token -> lease expiry (ms, Redis server time)
 -- KEYS[2] queue    ZSET  token -> arrival sequence (FIFO order)
--- KEYS[3] waiters  ZSET  token -> waiter expiry (ms, Redis server time)
--- KEYS[4] data     HASH  token -> "weight:fence:meta" (fence 0 while waiting)
+-- KEYS[3] procs    ZSET  process -> heartbeat expiry (ms); a queued waiter
+--                        lives while its process (the token's prefix before
+--                        the first '.') heartbeats
+-- KEYS[4] data     HASH  token -> "weight:fence:label" (fence 0 while queued)
 -- KEYS[5] state    HASH  limit, used, fence, seq
+-- KEYS[6] fresh    ZSET  handed-over grants not yet taken up by their
+--                        waiter, all scored 0 so that a process finds its
+--                        own by prefix (ZRANGEBYLEX)
 -- ARGV[1] channel on which grants are published
 -- ARGV[2] limit to store when none is stored yet
 
@@ -18,8 +23,12 @@ local function int(x)
 end
 
 local function parse(v)
-  local w, f, meta = string.match(v, '^(%d+):(%d+):(.*)$')
-  return tonumber(w), tonumber(f), meta
+  local w, f, label = string.match(v, '^(%d+):(%d+):(.*)$')
+  return tonumber(w), tonumber(f), label
+end
+
+local function proc_of(token)
+  return string.match(token, '^([^.]*)%.') or token
 end
 
 local function limit_of()
@@ -39,6 +48,7 @@ end
 local function drop_holder(token)
   local v = redis.call('HGET', KEYS[4], token)
   redis.call('ZREM', KEYS[1], token)
+  redis.call('ZREM', KEYS[6], token)
   redis.call('HDEL', KEYS[4], token)
   if not v then return 0 end
   local w = parse(v)
@@ -47,25 +57,40 @@ end
 
 local function drop_waiter(token)
   redis.call('ZREM', KEYS[2], token)
-  redis.call('ZREM', KEYS[3], token)
   redis.call('HDEL', KEYS[4], token)
 end
 
--- reap removes holders whose lease expired and waiters that stopped
--- heartbeating, and keeps the stored usage equal to the live holders' weight.
+-- earliest returns the lowest score of a ZSET, or nil when it is empty.
+local function earliest(key)
+  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if #first == 0 then return nil end
+  return tonumber(first[2])
+end
+
+-- reap removes holders whose lease expired and processes that stopped
+-- heartbeating, with their queued waiters, and keeps the stored usage equal
+-- to the live holders' weight. It costs two lookups when nothing expired.
 local function reap(now)
-  local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now))
-  if #dead > 0 then
+  local first = earliest(KEYS[1])
+  if first and first <= now then
     local used = used_of()
-    for _, token in ipairs(dead) do
+    for _, token in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now))) do
       used = used - drop_holder(token)
     end
     if used < 0 then used = 0 end
     redis.call('HSET', KEYS[5], 'used', int(used))
   end
-  local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', int(now))
-  for _, token in ipairs(gone) do
-    drop_waiter(token)
+  first = earliest(KEYS[3])
+  if first and first <= now then
+    local dead = {}
+    for _, p in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', int(now))) do
+      dead[p] = true
+      redis.call('ZREM', KEYS[3], p)
+    end
+    -- A dead process is rare; finding its waiters costs one pass over the queue.
+    for _, token in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+      if dead[proc_of(token)] then drop_waiter(token) end
+    end
   end
 end
 
@@ -73,22 +98,26 @@ end
 -- fits. A head that does not fit stops the pass, so a large waiter is never
 -- overtaken by smaller ones behind it. A head heavier than the whole limit
 -- can never fit and is rejected (published with fence 0). Each grant is
--- published as "token:fence:lease_ms"; the granted waiter's lease runs only
--- until its waiter expiry, and it extends the lease when it takes the grant.
+-- published as "token:fence:lease_ms" and kept in fresh until its waiter
+-- takes it up; its lease runs only until its process's heartbeat expiry, and
+-- the waiter extends it when it takes the grant, so a grant to a process
+-- that died blocks the slot no longer than a waiter TTL.
 local function promote(now)
+  if redis.call('ZCARD', KEYS[2]) == 0 then return end
   local limit = limit_of()
   local used = used_of()
+  local before = used
   local out = {}
   while true do
     local head = redis.call('ZRANGE', KEYS[2], 0, 0)
     if #head == 0 then break end
     local token = head[1]
     local v = redis.call('HGET', KEYS[4], token)
-    local exp = tonumber(redis.call('ZSCORE', KEYS[3], token) or '0')
+    local exp = tonumber(redis.call('ZSCORE', KEYS[3], proc_of(token)) or '0')
     if not v or exp <= now then
       drop_waiter(token)
     else
-      local w, _, meta = parse(v)
+      local w, _, label = parse(v)
       if w > limit then
         drop_waiter(token)
         out[#out + 1] = token .. ':0:0'
@@ -96,16 +125,18 @@ local function promote(now)
         break
       else
         redis.call('ZREM', KEYS[2], token)
-        redis.call('ZREM', KEYS[3], token)
         local fence = redis.call('HINCRBY', KEYS[5], 'fence', 1)
         used = used + w
         redis.call('ZADD', KEYS[1], int(exp), token)
-        redis.call('HSET', KEYS[4], token, int(w) .. ':' .. int(fence) .. ':' .. meta)
+        redis.call('ZADD', KEYS[6], 0, token)
+        redis.call('HSET', KEYS[4], token, int(w) .. ':' .. int(fence) .. ':' .. label)
         out[#out + 1] = token .. ':' .. int(fence) .. ':' .. int(exp - now)
       end
     end
   end
-  redis.call('HSET', KEYS[5], 'used', int(used))
+  if used ~= before then
+    redis.call('HSET', KEYS[5], 'used', int(used))
+  end
   if #out > 0 then
     redis.call('PUBLISH', ARGV[1], table.concat(out, ' '))
   end
@@ -113,9 +144,9 @@ end
 
 -- next_expiry returns the milliseconds until the earliest lease expires, or -1.
 local function next_expiry(now)
-  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  if #first == 0 then return -1 end
-  return tonumber(first[2]) - now
+  local first = earliest(KEYS[1])
+  if not first then return -1 end
+  return first - now
 end
 
 -- holder_reply returns {1, fence, lease_ms} when token holds a slot, or nil.
@@ -124,4 +155,9 @@ local function holder_reply(token, now)
   if not exp then return nil end
   local _, fence = parse(redis.call('HGET', KEYS[4], token))
   return {1, fence, tonumber(exp) - now}
+end
+
+-- heartbeat keeps token's process alive for ttl ms.
+local function heartbeat(token, now, ttl)
+  redis.call('ZADD', KEYS[3], int(now + ttl), proc_of(token))
 end

@@ -1,31 +1,29 @@
--- poll: the safety net and heartbeat for one process's waiters.
--- KEYS: see common.lua. ARGV[3] waiter TTL ms, ARGV[4..] waiting tokens.
--- Reaps, promotes, refreshes each waiter's expiry, and returns
--- {next_expiry, s1, f1, l1, s2, f2, l2, ...} with one triple per token:
--- s = 1 granted (fence f, lease l ms), 0 still waiting, -1 unknown (expired
--- from the queue; the caller queues it again).
+-- poll: one process's heartbeat and safety net, at a cost that does not
+-- grow with its number of waiters.
+-- KEYS: see common.lua. ARGV[3] waiter TTL ms, ARGV[4] process ID.
+-- Reaps, promotes, keeps the process alive, and returns
+-- {next_expiry, alive, token1, fence1, lease1, ...}: alive is 0 when the
+-- process had expired (its waiters were dropped and must queue again), and
+-- the triples are the grants handed to this process's waiters that none of
+-- them has taken up yet (their Pub/Sub message may have been lost).
 local now = now_ms()
+local proc = ARGV[4]
+local score = redis.call('ZSCORE', KEYS[3], proc)
+local alive = 1
+if not score or tonumber(score) <= now then alive = 0 end
 limit_of()
 reap(now)
+redis.call('ZADD', KEYS[3], int(now + tonumber(ARGV[3])), proc)
 promote(now)
-local ttl = tonumber(ARGV[3])
-local out = {next_expiry(now)}
-for i = 4, #ARGV do
-  local token = ARGV[i]
+local out = {next_expiry(now), alive}
+for _, token in ipairs(redis.call('ZRANGEBYLEX', KEYS[6], '[' .. proc .. '.', '(' .. proc .. '/')) do
   local held = holder_reply(token, now)
   if held then
-    out[#out + 1] = 1
+    out[#out + 1] = token
     out[#out + 1] = held[2]
     out[#out + 1] = held[3]
-  elseif redis.call('ZSCORE', KEYS[2], token) then
-    redis.call('ZADD', KEYS[3], 'XX', int(now + ttl), token)
-    out[#out + 1] = 0
-    out[#out + 1] = 0
-    out[#out + 1] = 0
   else
-    out[#out + 1] = -1
-    out[#out + 1] = 0
-    out[#out + 1] = 0
+    redis.call('ZREM', KEYS[6], token)
   end
 end
 return out

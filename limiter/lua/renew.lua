@@ -1,4 +1,5 @@
--- renew: extend a held lease.
+-- renew: extend a held lease; the first renewal of a handed-over grant also
+-- takes it up.
 -- KEYS: see common.lua. ARGV[3] token, ARGV[4] lease ms.
 -- Returns the new lease in ms, or 0 when the lease had already expired or the
 -- token holds no slot (the holder has lost it and must stop).
@@ -13,4 +14,5 @@ if tonumber(exp) <= now then
   return 0
 end
 redis.call('ZADD', KEYS[1], 'XX', int(now + lease), token)
+redis.call('ZREM', KEYS[6], token)
 return lease

@@ -1,0 +1,93 @@
+package limiter
+
+import (
+	"testing"
+	"time"
+
+	"github.com/slotguard/slotguard/internal/redistest"
+)
+
+// onlyWaiter returns the token of s's one local waiter.
+func onlyWaiter(t *testing.T, s *Semaphore) string {
+	t.Helper()
+	var token string
+	eventually(t, 5*time.Second, "a local waiter", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for tok := range s.waiters {
+			token = tok
+		}
+		return token != ""
+	})
+	return token
+}
+
+func TestPollDeliversAGrantWhoseMessageWasLost(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		s := newSem(t, b, "lostmsg", 1, &Options{SleepDelay: 50 * time.Millisecond})
+		hold := mustAcquire(t, s)
+		ch := acquireAsync(t.Context(), s)
+		waitingIs(t, s, 1)
+		s.hub.unregister(onlyWaiter(t, s)) // its Pub/Sub message goes nowhere
+		mustRelease(t, hold)
+		r := recv(t, ch, 3*time.Second)
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		info := mustInfo(t, s)
+		if info.Held != 1 || info.Holders[0].Token != r.p.Token() {
+			t.Fatalf("after the poll's delivery: %+v", info)
+		}
+		// Taking the grant up removes it from the poll's list.
+		eventually(t, 2*time.Second, "the grant to be taken up", func() bool {
+			return b.Client.ZCard(t.Context(), s.keys.keys[5]).Val() == 0
+		})
+		mustRelease(t, r.p)
+	})
+}
+
+func TestWaitersRejoinWhenRedisForgotThem(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		s := newSem(t, b, "forgot", 1, &Options{SleepDelay: 50 * time.Millisecond})
+		hold := mustAcquire(t, s)
+		ch := acquireAsync(t.Context(), s)
+		waitingIs(t, s, 1)
+		// As after a restart without persistence: every key is gone.
+		if err := b.Client.Del(t.Context(), s.keys.keys...).Err(); err != nil {
+			t.Fatal(err)
+		}
+		r := recv(t, ch, 3*time.Second)
+		if r.err != nil {
+			t.Fatalf("a waiter Redis forgot did not queue again: %v", r.err)
+		}
+		if err := hold.Release(t.Context()); err == nil {
+			t.Fatal("releasing a permit Redis forgot reported success")
+		}
+		mustRelease(t, r.p)
+	})
+}
+
+func TestPollGivesOnAGrantNobodyWaitsFor(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		s := newSem(t, b, "orphan", 1, &Options{SleepDelay: 50 * time.Millisecond})
+		hold := mustAcquire(t, s)
+		// An acquire of this value that gave up but failed to leave the
+		// queue: queued, heartbeated with the others, never taken up.
+		cfg, _ := s.acquireConfig(nil)
+		orphan := s.proc + ".orphan"
+		if r, err := s.callAcquire(t.Context(), orphan, cfg, "wait"); err != nil || r.granted {
+			t.Fatalf("queue orphan: %+v %v", r, err)
+		}
+		ch := acquireAsync(t.Context(), s)
+		waitingIs(t, s, 2)
+		mustRelease(t, hold)
+		r := recv(t, ch, 3*time.Second)
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if info := mustInfo(t, s); info.Held != 1 || info.Holders[0].Token != r.p.Token() {
+			t.Fatalf("the orphan's grant was not given on: %+v", info)
+		}
+		mustRelease(t, r.p)
+	})
+}
