@@ -174,7 +174,6 @@ func TestReleaseTwiceIsNoOpAndCannotRaiseCapacity(t *testing.T) {
 	})
 }
 
-
 func TestWakeOnReleaseWithoutPolling(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
 		// The safety-net poll runs every 10 s here, so a prompt hand-over can
