@@ -1,0 +1,142 @@
+package deploytest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/slotguard/slotguard/limiter"
+	"github.com/slotguard/slotguard/worker"
+)
+
+// served counts a handler's concurrent runs and every task it completed.
+type served struct {
+	inflight, peak atomic.Int64
+	mu             sync.Mutex
+	done           map[string]int
+}
+
+func newServed() *served { return &served{done: map[string]int{}} }
+
+func (s *served) handler(d time.Duration) asynq.HandlerFunc {
+	return func(ctx context.Context, t *asynq.Task) error {
+		now := s.inflight.Add(1)
+		for p := s.peak.Load(); now > p && !s.peak.CompareAndSwap(p, now); p = s.peak.Load() {
+		}
+		time.Sleep(d)
+		s.inflight.Add(-1)
+		s.mu.Lock()
+		s.done[string(t.Payload())]++
+		s.mu.Unlock()
+		return nil
+	}
+}
+
+func (s *served) distinct() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.done)
+}
+
+func (s *served) duplicates() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.done {
+		n += c - 1
+	}
+	return n
+}
+
+// queueDone reports whether queue has no pending, active, scheduled or retry
+// task, and returns its archived count.
+func queueDone(rdb redis.UniversalClient, queue string) (bool, int) {
+	q, err := asynq.NewInspectorFromRedisClient(rdb).GetQueueInfo(queue)
+	if err != nil {
+		return false, 0
+	}
+	return q.Pending+q.Active+q.Scheduled+q.Retry == 0, q.Archived
+}
+
+// guardServers starts n guarded asynq servers on rdb, stopped when the test
+// ends.
+func guardServers(t *testing.T, rdb redis.UniversalClient, cfg worker.Config, queue string, n int, h asynq.Handler) *worker.Guard {
+	t.Helper()
+	g, err := worker.New(rdb, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		srv := g.NewServer(asynq.Config{
+			Concurrency: 8, Queues: map[string]int{queue: 1}, ShutdownTimeout: 5 * time.Second,
+			DelayedTaskCheckInterval: 200 * time.Millisecond, TaskCheckInterval: 50 * time.Millisecond,
+			LogLevel: asynq.FatalLevel, // the outage makes asynq log every failed call
+		})
+		if err := srv.Start(g.Middleware(h)); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(srv.Shutdown)
+	}
+	return g
+}
+
+func enqueueN(t *testing.T, rdb redis.UniversalClient, queue, typ string, n int) {
+	t.Helper()
+	c := asynq.NewClientFromRedisClient(rdb)
+	for i := range n {
+		if _, err := c.Enqueue(asynq.NewTask(typ, []byte(fmt.Sprint(i))), asynq.Queue(queue)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestSentinelFailoverWorkersFollowAndLoseNoTask(t *testing.T) {
+	const queue, tasks, limit = "failover", 300, 3
+	s := startSentinels(t)
+	rdb := s.client(t)
+	enqueueN(t, rdb, queue, "api:call", tasks)
+	// The enqueues are acknowledged by the replica: the fault under test is
+	// the failover, not the loss of the enqueues themselves.
+	master := redis.NewClient(&redis.Options{Addr: s.master.addr()})
+	defer master.Close()
+	if n, err := master.Do(context.Background(), "WAIT", 1, 5000).Int(); err != nil || n != 1 {
+		t.Fatalf("WAIT: %d, %v", n, err)
+	}
+
+	api := newServed()
+	cfg := worker.Config{AcquireTimeout: 20 * time.Second, Lease: 5 * time.Second,
+		Rules: []worker.Rule{{Name: "api", TaskTypes: []string{"api:*"}, Limit: limit}}}
+	guardServers(t, rdb, cfg, queue, 2, api.handler(20*time.Millisecond))
+
+	eventually(t, 30*time.Second, "a third of the tasks to run", func() bool { return api.distinct() >= tasks/3 })
+	before := api.distinct()
+	killed := time.Now()
+	s.master.kill()
+	promoted := s.waitPromoted(t, killed)
+	eventually(t, 20*time.Second, "tasks to run on the new master", func() bool { return api.distinct() > before+limit })
+	resumed := time.Since(killed)
+	eventually(t, 60*time.Second, "every task to complete", func() bool {
+		ok, _ := queueDone(rdb, queue)
+		return ok && api.distinct() == tasks
+	})
+	if _, archived := queueDone(rdb, queue); archived != 0 {
+		t.Fatalf("%d tasks archived", archived)
+	}
+	if p := api.peak.Load(); p > limit {
+		t.Fatalf("the handler ran %d at once; limit %d", p, limit)
+	}
+	sem, _ := limiter.New(rdb, "api", limit, nil)
+	eventually(t, 10*time.Second, "no slot to stay held", func() bool {
+		info, err := sem.Info(context.Background())
+		return err == nil && info.Held == 0
+	})
+	t.Logf("sentinel failover (master SIGKILLed once after %d of %d tasks): promoted after %v, tasks running again after %v; "+
+		"%d tasks run, 0 lost, 0 archived, peak %d of limit %d, %d duplicates, 0 slots leaked",
+		before, tasks, promoted.Round(time.Millisecond), resumed.Round(time.Millisecond), tasks, api.peak.Load(), limit, api.duplicates())
+}
