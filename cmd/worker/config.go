@@ -193,6 +193,9 @@ func (c *fileConfig) validate(root *yaml.Node, getenv func(string) string) error
 		if h.Timeout < 0 {
 			add(f+".timeout", "must not be negative, got %v", h.Timeout)
 		}
+		if h.Timeout != 0 && h.Command == nil {
+			add(f+".timeout", "applies to command handlers; an http handler takes http.timeout")
+		}
 		if h.Command != nil && (len(h.Command) == 0 || h.Command[0] == "") {
 			add(f+".command", "must name a program, as a list: [\"/path/to/program\", \"arg\"]")
 		}
