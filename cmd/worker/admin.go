@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -12,12 +13,16 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// admin serves /metrics, /healthz, /readyz and /limits. It shows no secret:
-// no Redis URL, no header, no payload.
+// admin serves /metrics, /healthz, /readyz, /limits and the dashboard (/,
+// /api/state, /api/limit). It shows no secret: no Redis URL, no header, no
+// payload.
 type admin struct {
 	rdb      redis.UniversalClient
 	states   *stateReader
 	metrics  *metrics
+	events   *recorder    // the dashboard's recent events; may be nil
+	queues   *queueReader // the dashboard's queue summary; may be nil
+	log      *slog.Logger // logs limit changes; may be nil
 	running  *atomic.Bool // the asynq server is processing
 	token    string       // admin.token: lets a client change limits
 	loopback bool         // the server listens on loopback only
@@ -31,6 +36,7 @@ func (a *admin) handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", a.ready)
 	mux.HandleFunc("GET /limits", a.limits)
+	a.dashboardRoutes(mux)
 	return mux
 }
 

@@ -83,8 +83,11 @@ const embeddedBanner = `
 func serve(ctx context.Context, cfg fileConfig, rdb redis.UniversalClient, log *slog.Logger) error {
 	states := newStateReader(rdb, cfg.Limits)
 	m := newMetrics(states.read)
+	events := newRecorder()
+	events.onNew = states.notice
 	guard, err := worker.New(rdb, cfg.Limits, &worker.Options{OnEvent: func(e worker.Event) {
 		m.observe(e)
+		events.record(e)
 		logEvent(log, e)
 	}})
 	if err != nil {
@@ -112,7 +115,8 @@ func serve(ctx context.Context, cfg fileConfig, rdb redis.UniversalClient, log *
 		if err != nil {
 			return fmt.Errorf("admin server: %w", err)
 		}
-		a := &admin{rdb: rdb, states: states, metrics: m, running: &running, token: cfg.Admin.Token, loopback: isLoopback(ln.Addr().String())}
+		a := &admin{rdb: rdb, states: states, metrics: m, running: &running, token: cfg.Admin.Token, loopback: isLoopback(ln.Addr().String()),
+			events: events, queues: newQueueReader(rdb, cfg.Worker.Queues), log: log}
 		hs := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
 		log.Info("admin server listening", "addr", "http://"+ln.Addr().String(), "paths", "/ /metrics /healthz /readyz /limits")
 		if !a.loopback && a.token == "" {

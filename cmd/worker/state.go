@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +28,9 @@ type stateReader struct {
 	cached   []limiterState
 	cachedAt time.Time
 	err      error
+
+	noticedMu sync.Mutex // never held across a Redis call
+	noticed   []string   // limiters seen in events but maybe not yet listed
 }
 
 const (
@@ -60,6 +64,7 @@ func (r *stateReader) read(ctx context.Context) ([]limiterState, error) {
 		}
 		r.names, r.listedAt = names, time.Now()
 	}
+	r.addNoticed()
 	var out []limiterState
 	var firstErr error
 	for _, name := range r.names {
@@ -107,4 +112,28 @@ func (r *stateReader) setLimit(ctx context.Context, name string, limit int) erro
 	r.cachedAt, r.listedAt = time.Time{}, time.Time{}
 	r.mu.Unlock()
 	return nil
+}
+
+// notice makes the next read include the limiter name, without waiting for
+// the next listing. It is cheap and safe to call from the guard's events.
+func (r *stateReader) notice(name string) {
+	r.noticedMu.Lock()
+	r.noticed = append(r.noticed, name)
+	r.noticedMu.Unlock()
+}
+
+// addNoticed moves the noticed names into r.names; r.mu is held.
+func (r *stateReader) addNoticed() {
+	r.noticedMu.Lock()
+	noticed := r.noticed
+	r.noticed = nil
+	r.noticedMu.Unlock()
+	for _, name := range noticed {
+		if !slices.Contains(r.names, name) {
+			r.names = append(r.names, name)
+		}
+	}
+	if len(noticed) > 0 {
+		slices.Sort(r.names)
+	}
 }
