@@ -89,9 +89,15 @@ func pingReady(addr string) func(context.Context) error {
 // startRedis starts a plain redis-server without persistence.
 func startRedis(t testing.TB, extra ...string) *node {
 	t.Helper()
-	port := redistest.FreePort(t)
+	return startRedisOn(t, redistest.FreePort(t), extra...)
+}
+
+// startRedisOn starts a plain redis-server on port, without persistence.
+func startRedisOn(t testing.TB, port int, extra ...string) *node {
+	t.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	args := append([]string{"--port", strconv.Itoa(port), "--save", "", "--appendonly", "no"}, extra...)
+	args := append([]string{"--port", strconv.Itoa(port), "--save", "", "--appendonly", "no",
+		"--repl-diskless-sync-delay", "0"}, extra...)
 	return spawn(t, port, pingReady(addr), args...)
 }
 
