@@ -8,12 +8,14 @@
 -- {-1, limit} when the weight exceeds the limit.
 local now = now_ms()
 local token, weight, lease = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-local limit = tonumber(redis.call('HGET', KEYS[5], 'limit') or ARGV[2])
+local st = redis.call('HMGET', KEYS[5], 'limit', 'used')
+local limit = tonumber(st[1] or ARGV[2])
 if weight > limit and not redis.call('ZSCORE', KEYS[1], token) then
   return {-1, limit}
 end
-limit = limit_of()
-reap(now)
+if not st[1] then redis.call('HSET', KEYS[5], 'limit', ARGV[2]) end
+local used = tonumber(st[2] or '0')
+if reap(now) then used = used_of() end
 local held = holder_reply(token, now)
 if held then return held end
 local queued = redis.call('ZCARD', KEYS[2])
@@ -26,8 +28,8 @@ if queued > 0 then
     return {0, next_expiry(now)}
   end
   queued = redis.call('ZCARD', KEYS[2])
+  used = used_of()
 end
-local used = used_of()
 if queued == 0 and used + weight <= limit then
   local fence = redis.call('HINCRBY', KEYS[5], 'fence', 1)
   redis.call('HSET', KEYS[5], 'used', int(used + weight))

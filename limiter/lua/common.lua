@@ -67,30 +67,34 @@ local function earliest(key)
   return tonumber(first[2])
 end
 
--- reap removes holders whose lease expired and processes that stopped
--- heartbeating, with their queued waiters, and keeps the stored usage equal
--- to the live holders' weight. It costs two lookups when nothing expired.
+-- reap removes holders whose lease expired and keeps the stored usage equal
+-- to the live holders' weight. It costs one lookup when nothing expired, and
+-- returns true when it changed the usage.
 local function reap(now)
   local first = earliest(KEYS[1])
-  if first and first <= now then
-    local used = used_of()
-    for _, token in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now))) do
-      used = used - drop_holder(token)
-    end
-    if used < 0 then used = 0 end
-    redis.call('HSET', KEYS[5], 'used', int(used))
+  if not first or first > now then return false end
+  local used = used_of()
+  for _, token in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now))) do
+    used = used - drop_holder(token)
   end
-  first = earliest(KEYS[3])
-  if first and first <= now then
-    local dead = {}
-    for _, p in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', int(now))) do
-      dead[p] = true
-      redis.call('ZREM', KEYS[3], p)
-    end
-    -- A dead process is rare; finding its waiters costs one pass over the queue.
-    for _, token in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-      if dead[proc_of(token)] then drop_waiter(token) end
-    end
+  if used < 0 then used = 0 end
+  redis.call('HSET', KEYS[5], 'used', int(used))
+  return true
+end
+
+-- reap_procs removes processes that stopped heartbeating, with their queued
+-- waiters. Only a non-empty queue needs it; a dead process is rare, and
+-- finding its waiters costs one pass over the queue.
+local function reap_procs(now)
+  local first = earliest(KEYS[3])
+  if not first or first > now then return end
+  local dead = {}
+  for _, p in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', int(now))) do
+    dead[p] = true
+    redis.call('ZREM', KEYS[3], p)
+  end
+  for _, token in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    if dead[proc_of(token)] then drop_waiter(token) end
   end
 end
 
@@ -104,6 +108,7 @@ end
 -- that died blocks the slot no longer than a waiter TTL.
 local function promote(now)
   if redis.call('ZCARD', KEYS[2]) == 0 then return end
+  reap_procs(now)
   local limit = limit_of()
   local used = used_of()
   local before = used

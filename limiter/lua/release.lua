@@ -4,7 +4,6 @@
 -- neither (its lease expired, or it was released already).
 local now = now_ms()
 local token = ARGV[3]
-limit_of()
 reap(now)
 local result = -1
 if redis.call('ZSCORE', KEYS[1], token) then
