@@ -28,11 +28,12 @@ type hub struct {
 	rdb     redis.UniversalClient
 	channel string
 
-	mu      sync.Mutex
-	waiters map[string]chan grant
-	ps      *redis.PubSub
-	ready   chan struct{} // closed once the subscription is confirmed
-	idle    *time.Timer
+	mu       sync.Mutex
+	waiters  map[string]chan grant
+	ps       *redis.PubSub
+	ready    chan struct{} // closed once the subscription is confirmed
+	idle     *time.Timer   // checks, once per hubLinger, whether to stop
+	lastUsed time.Time
 }
 
 type hubKey struct {
@@ -65,10 +66,6 @@ func (h *hub) register(token string, ch chan grant) <-chan struct{} {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.waiters[token] = ch
-	if h.idle != nil {
-		h.idle.Stop()
-		h.idle = nil
-	}
 	if h.ps == nil {
 		h.ps = h.rdb.Subscribe(context.Background())
 		h.ready = make(chan struct{})
@@ -77,24 +74,31 @@ func (h *hub) register(token string, ch chan grant) <-chan struct{} {
 	return h.ready
 }
 
+// unregister stops routing grants for token. The subscription stays up
+// until no waiter has used it for hubLinger; one timer checks that, so an
+// acquire that never waits costs no timer.
 func (h *hub) unregister(token string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.waiters, token)
-	if len(h.waiters) == 0 && h.ps != nil && h.idle == nil {
-		ps := h.ps
-		h.idle = time.AfterFunc(hubLinger, func() { h.stopIfIdle(ps) })
+	h.lastUsed = time.Now()
+	if h.ps != nil && h.idle == nil {
+		h.idle = time.AfterFunc(hubLinger, h.stopIfIdle)
 	}
 }
 
-func (h *hub) stopIfIdle(ps *redis.PubSub) {
+func (h *hub) stopIfIdle() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.ps != ps || len(h.waiters) > 0 {
+	if left := hubLinger - time.Since(h.lastUsed); len(h.waiters) > 0 || left > 0 {
+		h.idle.Reset(max(left, time.Second))
 		return
 	}
+	ps := h.ps
 	h.ps, h.idle = nil, nil
-	_ = ps.Close()
+	if ps != nil {
+		_ = ps.Close()
+	}
 }
 
 // run subscribes, then delivers grants until the PubSub is closed. go-redis
