@@ -161,5 +161,3 @@ func mustDo(t testing.TB, c redis.UniversalClient, args ...any) any {
 	}
 	return v
 }
-
-
