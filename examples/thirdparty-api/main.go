@@ -87,10 +87,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		_ = exampleredis.DeletePrefix(conn.Client, prefix)
 	}()
 
-	var done, failed atomic.Int64
+	var done, failed, calling, callPeak atomic.Int64
 	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: s.servers * s.concurrency}, Timeout: 10 * time.Second}
 	call := func(ctx context.Context, t *asynq.Task) error {
 		defer done.Add(1)
+		n := calling.Add(1)
+		defer calling.Add(-1)
+		for p := callPeak.Load(); n > p && !callPeak.CompareAndSwap(p, n); p = callPeak.Load() {
+		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, nil)
 		if err != nil {
 			return err
@@ -142,10 +146,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	took := time.Since(start)
 
-	fmt.Fprintf(stdout, "  tasks done:            %d (succeeded %d, failed with 429: %d)\n", done.Load(), done.Load()-failed.Load(), failed.Load())
-	fmt.Fprintf(stdout, "  API peak concurrency:  %d (the API accepts %d)\n", api.peak.Load(), s.limit)
-	fmt.Fprintf(stdout, "  API 429 responses:     %d\n", api.rejected.Load())
-	fmt.Fprintf(stdout, "  took:                  %v\n", took.Round(10*time.Millisecond))
+	fmt.Fprintf(stdout, "  tasks done:                  %d (succeeded %d, failed with 429: %d)\n", done.Load(), done.Load()-failed.Load(), failed.Load())
+	fmt.Fprintf(stdout, "  handlers calling at once:    %d\n", callPeak.Load())
+	fmt.Fprintf(stdout, "  API peak concurrency:        %d (the API accepts %d)\n", api.peak.Load(), s.limit)
+	fmt.Fprintf(stdout, "  API 429 responses:           %d\n", api.rejected.Load())
+	fmt.Fprintf(stdout, "  took:                        %v\n", took.Round(10*time.Millisecond))
 	if s.guard {
 		fmt.Fprintln(stdout, "Run with --guard=false to send the same load without slotguard.")
 	}

@@ -37,6 +37,9 @@ func TestGuardKeepsTheAPIUnderItsLimit(t *testing.T) {
 	if got := exampletest.Int(t, out, "API 429 responses:"); got != 0 {
 		t.Errorf("429 responses = %d, want 0", got)
 	}
+	if got := exampletest.Int(t, out, "handlers calling at once:"); got < 1 || got > limit {
+		t.Errorf("handlers calling at once = %d, want 1..%d", got, limit)
+	}
 	if got := exampletest.Int(t, out, "API peak concurrency:"); got < 1 || got > limit {
 		t.Errorf("API peak concurrency = %d, want 1..%d", got, limit)
 	}
@@ -54,6 +57,9 @@ func TestWithoutTheGuardTheAPIAnswers429(t *testing.T) {
 	}
 	if got := exampletest.Int(t, out, "failed with 429:"); got != rejected {
 		t.Errorf("tasks failed with 429 = %d, API counted %d", got, rejected)
+	}
+	if got := exampletest.Int(t, out, "handlers calling at once:"); got <= limit {
+		t.Errorf("handlers calling at once = %d, want above %d", got, limit)
 	}
 	if got := exampletest.Int(t, out, "API peak concurrency:"); got <= limit {
 		t.Errorf("API peak concurrency = %d, want above %d", got, limit)
