@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/slotguard/slotguard/examples/internal/exampletest"
+	"github.com/slotguard/slotguard/internal/asynqtest"
 )
 
 // TestMain runs the billing service when the example re-executes the test
@@ -24,7 +25,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	asynqtest.Release()
+	os.Exit(code)
 }
 
 func TestTwoProcessesShareASlotInOrderAndACrashedHolderLosesItAfterItsLease(t *testing.T) {
