@@ -109,6 +109,9 @@ func startWorker(t *testing.T, cfg string) *proc {
 		if t.Failed() {
 			t.Logf("log of worker pid %d (last 3000 bytes):\n%s", p.cmd.Process.Pid, tail(p.logs(), 3000))
 		}
+		if dir := os.Getenv("FAULTTEST_KEEP_LOGS"); dir != "" { // keep every worker's log there
+			_ = os.WriteFile(filepath.Join(dir, t.Name()+"-"+filepath.Base(p.logPath)), []byte(p.logs()), 0o644)
+		}
 	})
 	eventually(t, 20*time.Second, "the worker's admin server", func() bool {
 		resp, err := http.Get("http://" + p.admin + "/healthz")
@@ -181,11 +184,12 @@ type fakeAPI struct {
 	inflight, peak, requests atomic.Int64
 	mu                       sync.Mutex
 	served                   map[string]int
+	calling                  map[string]int // "n" -> calls in flight
 }
 
 func newAPI(t *testing.T, delay time.Duration) (*fakeAPI, string) {
 	t.Helper()
-	a := &fakeAPI{delay: delay, served: map[string]int{}}
+	a := &fakeAPI{delay: delay, served: map[string]int{}, calling: map[string]int{}}
 	srv := httptest.NewServer(a)
 	t.Cleanup(srv.Close)
 	return a, srv.URL
@@ -197,6 +201,17 @@ func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for p := a.peak.Load(); now > p && !a.peak.CompareAndSwap(p, now); p = a.peak.Load() {
 	}
 	a.requests.Add(1)
+	n := strings.TrimPrefix(r.URL.Path, "/call/")
+	a.mu.Lock()
+	a.calling[n]++
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		if a.calling[n]--; a.calling[n] == 0 {
+			delete(a.calling, n)
+		}
+		a.mu.Unlock()
+	}()
 	timer := time.NewTimer(a.delay)
 	defer timer.Stop()
 	var hangup <-chan struct{}
@@ -209,8 +224,31 @@ func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.mu.Lock()
-	a.served[strings.TrimPrefix(r.URL.Path, "/call/")]++
+	a.served[n]++
 	a.mu.Unlock()
+}
+
+// inCall returns the "n" of every call in flight.
+func (a *fakeAPI) inCall() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []string
+	for n := range a.calling {
+		out = append(out, n)
+	}
+	return out
+}
+
+// anyInCall reports whether a call for one of ns is in flight.
+func (a *fakeAPI) anyInCall(ns []string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, n := range ns {
+		if a.calling[n] > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // resetPeak starts a new peak measurement from the current in-flight count.

@@ -1,0 +1,206 @@
+package faulttest
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/limiter"
+)
+
+// ready reports whether the worker's /readyz says it reaches Redis and runs.
+func (p *proc) ready() bool {
+	resp, err := http.Get("http://" + p.admin + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func leaseLostLines(procs ...*proc) int {
+	n := 0
+	for _, p := range procs {
+		n += strings.Count(p.logs(), "slot lease lost")
+	}
+	return n
+}
+
+// TestRedisRestartWithAOFLosesNothing is issue 8's fault test 2: a
+// redis-server with appendfsync always is SIGKILLed and restarted twice while
+// two workers run 400 tasks. The workers reconnect on their own; every task
+// completes, none is archived, no holder loses its lease (the AOF kept it),
+// the limit holds and no slot stays held.
+func TestRedisRestartWithAOFLosesNothing(t *testing.T) {
+	t.Parallel()
+	const tasks, limit = 400, 5
+	const lease = 5 * time.Second // renewed every 1.7 s: a restart fits in a lease
+	srv := redistest.StartServer(t, "--appendonly", "yes", "--appendfsync", "always")
+	rdb := srv.Client(&redis.Options{MaxRetries: -1})
+	api, url := newAPI(t, 50*time.Millisecond)
+	cfg := writeConfig(t, workerConfig(srv.Addr(), url, limit, 10, lease))
+	procs := []*proc{startWorker(t, cfg), startWorker(t, cfg)}
+	enqueue(t, rdb, "", tasks)
+	start := time.Now()
+
+	restarts := 0
+	var downtime time.Duration
+	for _, at := range []int{tasks / 4, tasks * 3 / 5} {
+		eventually(t, 60*time.Second, "tasks to progress", func() bool { n, _ := api.count(""); return n >= at })
+		t0 := time.Now()
+		srv.Restart() // SIGKILL, start on the same port and dir, wait for PING
+		downtime = max(downtime, time.Since(t0))
+		restarts++
+		for _, p := range procs {
+			eventually(t, 30*time.Second, "the worker to be ready again", p.ready)
+		}
+	}
+	doneAtLastRestart, _ := api.count("")
+	if doneAtLastRestart == tasks {
+		t.Fatal("every task finished before the last restart; the test proves nothing")
+	}
+	// A reply lost in a restart can leave a task in asynq's active list
+	// with no worker (the dequeue ran, its reply did not arrive); asynq's
+	// recoverer brings it back 1-2 minutes later. See TestWorkerChaos.
+	eventually(t, 200*time.Second, "every task to complete", func() bool {
+		n, _ := api.count("")
+		return n == tasks && drained(rdb)
+	})
+	distinct, dups := api.count("")
+	if n := archived(t, rdb); n != 0 {
+		t.Fatalf("%d tasks archived", n)
+	}
+	if p := api.peak.Load(); p > limit {
+		t.Fatalf("the API saw %d concurrent calls; limit %d", p, limit)
+	}
+	assertNoSlotHeldAfter(t, rdb, lease)
+	// No handler was cancelled or failed. A "slot lease lost" line can still
+	// appear for a task that succeeded: its release ran, the restart lost the
+	// reply, and go-redis's retry found the slot already given back.
+	failed := 0
+	for _, p := range procs {
+		failed += strings.Count(p.logs(), "outcome=failure")
+	}
+	if failed != 0 {
+		t.Fatalf("%d tasks failed across restarts with AOF", failed)
+	}
+	for i, p := range procs {
+		if !p.alive() {
+			t.Fatalf("worker %d exited", i)
+		}
+	}
+	t.Logf("FIGURES restart-aof: restarts=%d max_downtime=%v tasks=%d completed=%d lost=%d archived=0 api_peak=%d limit=%d overshoot=0 leaked=0 failed=0 spurious_lease_lost_lines=%d duplicates=%d took=%v",
+		restarts, downtime.Round(time.Millisecond), tasks, distinct, tasks-distinct, api.peak.Load(), limit, leaseLostLines(procs...), dups, time.Since(start).Round(time.Second))
+}
+
+// TestRedisRestartWithoutPersistence documents what a restart of a Redis
+// without persistence loses, and what slotguard does about it:
+//   - asynq's queued tasks are gone: they never run;
+//   - the limiter's state is gone: no holder, no waiter, and the fence
+//     counter starts again from 0 (fences are not monotonic across it);
+//   - every holder learns at its next renewal (within lease/3) that its lease
+//     is lost: its handler's context is cancelled and the worker logs
+//     "slot lease lost";
+//   - the workers keep running: they reconnect, the limit is seeded again
+//     from their configuration, and new tasks run under it.
+func TestRedisRestartWithoutPersistence(t *testing.T) {
+	t.Parallel()
+	const tasks, limit = 30, 3
+	const lease = 3 * time.Second
+	srv := redistest.StartServer(t) // --save "" and no AOF: nothing survives
+	rdb := srv.Client(&redis.Options{MaxRetries: -1})
+	api, url := newAPI(t, 2*time.Second)
+	api.abortOnHangup = true // so that a cancelled handler's call ends at the API
+	cfg := writeConfig(t, workerConfig(srv.Addr(), url, limit, 5, lease))
+	procs := []*proc{startWorker(t, cfg), startWorker(t, cfg)}
+	enqueue(t, rdb, "a", tasks)
+
+	eventually(t, 30*time.Second, "every slot to be in use", func() bool { return api.inflight.Load() == limit })
+	sem, err := limiter.New(rdb, rule, limit, &limiter.Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := sem.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, _ := queueState(rdb)
+	active := q.Active // taken by a worker: running, or waiting for a slot in its memory
+	servedA, _ := api.count("a")
+	old := api.inCall() // the holders' calls
+	api.resetPeak()
+	srv.Restart()
+	restarted := time.Now()
+
+	// Everything in Redis is gone.
+	after, err := sem.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Held != 0 || after.Fence != 0 {
+		t.Fatalf("after the restart: held %d, fence %d; want the limiter's state gone", after.Held, after.Fence)
+	}
+	if n, err := rdb.LLen(t.Context(), "asynq:{"+queue+"}:pending").Result(); err != nil || n != 0 {
+		t.Fatalf("after the restart: %d pending tasks (%v); want asynq's queue gone", n, err)
+	}
+
+	// The holders learn at their next renewal, and stop.
+	eventually(t, lease, "every holder to learn its lease is lost and stop its call", func() bool {
+		return !api.anyInCall(old) && leaseLostLines(procs...) >= 1
+	})
+	learned := time.Since(restarted)
+	windowPeak := api.peak.Load()
+	lost := leaseLostLines(procs...)
+	if lost > limit {
+		t.Fatalf("%d lease-lost lines for at most %d holders", lost, limit)
+	}
+	for _, p := range procs {
+		eventually(t, 30*time.Second, "the worker to be ready again", p.ready)
+	}
+
+	// New work runs under the limit, seeded again from the configuration.
+	api.resetPeak()
+	const more = 12
+	enqueue(t, rdb, "b", more)
+	eventually(t, 60*time.Second, "the new tasks to complete", func() bool {
+		n, _ := api.count("b")
+		return n == more && drained(rdb)
+	})
+	if p := api.peak.Load(); p > limit {
+		t.Fatalf("after the restart the API saw %d concurrent calls; limit %d", p, limit)
+	}
+	if n := archived(t, rdb); n != 0 {
+		t.Fatalf("%d tasks archived", n)
+	}
+	assertNoSlotHeldAfter(t, rdb, lease)
+	info, err := sem.Info(context.Background())
+	if err != nil || info.Limit != limit {
+		t.Fatalf("limit after the restart: %d (%v), want %d seeded again", info.Limit, err, limit)
+	}
+	// Of the tasks from before the restart, only those a worker had already
+	// taken could still run; the queued ones never came back.
+	finalA, _ := api.count("a")
+	if finalA-servedA > active {
+		t.Fatalf("%d old tasks served after the restart; at most the %d a worker had taken could run", finalA-servedA, active)
+	}
+	if finalA == tasks {
+		t.Fatal("every old task ran: nothing was queued at the restart; the test proves nothing")
+	}
+	// In the window before the old holders learn, they and new grants of
+	// the fresh limiter can both call the API: at most twice the limit.
+	if windowPeak > 2*limit {
+		t.Fatalf("the API saw %d concurrent calls while old holders had not yet learned; want at most %d", windowPeak, 2*limit)
+	}
+	for i, p := range procs {
+		if !p.alive() {
+			t.Fatalf("worker %d exited", i)
+		}
+	}
+	t.Logf("FIGURES restart-nopersist: restarts=1 tasks_before=%d served_before_restart=%d taken_by_workers=%d served_after_restart=%d lost=%d holders_at_restart=%d lease_lost_lines=%d all_stopped_within=%v api_peak_in_window=%d fence_before=%d fence_after=0 new_tasks=%d new_completed=%d api_peak_after=%d limit=%d leaked=0",
+		tasks, servedA, active, finalA-servedA, tasks-finalA, before.Held, lost, learned.Round(time.Millisecond), windowPeak, before.Fence, more, more, api.peak.Load(), limit)
+}
