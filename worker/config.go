@@ -84,10 +84,10 @@ type Rule struct {
 	// wins (see [limiter.New] and [Guard.SyncLimits]).
 	Limit int `yaml:"limit"`
 
-	// MaxWaiting caps how many tasks of this process may wait for this
-	// rule's slots at once; a task over the cap is requeued at once, so
-	// that a saturated rule cannot occupy every worker goroutine. Default 0:
-	// no cap.
+	// MaxWaiting caps how many tasks of this process may wait at once for
+	// one of this rule's semaphores (for a partitioned rule, each partition
+	// has its own cap); a task over the cap is requeued at once, so that a
+	// saturated limit cannot occupy every worker goroutine. Default 0: no cap.
 	MaxWaiting int `yaml:"max_waiting"`
 }
 

@@ -54,8 +54,9 @@ type Guard struct {
 	onEvent func(Event)
 	backoff func(int) time.Duration
 
-	mu   sync.Mutex
-	sems map[string]*limiter.Semaphore
+	mu      sync.Mutex
+	sems    map[string]*limiter.Semaphore
+	waiting map[string]int // this process's tasks waiting, by semaphore
 }
 
 // New returns a guard for cfg's rules on rdb, which must be the client (and
@@ -81,6 +82,7 @@ func New(rdb redis.UniversalClient, cfg Config, opts *Options) (*Guard, error) {
 		onEvent: o.OnEvent,
 		backoff: o.Backoff,
 		sems:    map[string]*limiter.Semaphore{},
+		waiting: map[string]int{},
 		lopts: limiter.Options{
 			Prefix:       cfg.Prefix,
 			Lease:        cfg.Lease,
@@ -167,11 +169,11 @@ func (g *Guard) guard(ctx context.Context, t *asynq.Task, queue string, ns []nee
 		if left <= 0 {
 			return giveUp(n, limiter.ErrTimeout)
 		}
-		if !n.rule.enterWait() {
+		if !g.enterWait(n) {
 			return giveUp(n, ErrWaitCap)
 		}
 		p, err := g.semaphore(n).Acquire(waitCtx, limiter.WithTimeout(left), limiter.WithHolder(label))
-		n.rule.leaveWait()
+		g.leaveWait(n)
 		if err != nil {
 			if ctx.Err() != nil {
 				// asynq cancelled the task or its deadline passed: asynq
@@ -197,6 +199,28 @@ func (g *Guard) guard(ctx context.Context, t *asynq.Task, queue string, ns []nee
 		err = fmt.Errorf("%w: %w", limiter.ErrLeaseLost, err)
 	}
 	return err
+}
+
+// enterWait counts a task as waiting for n's semaphore, unless the rule's
+// MaxWaiting tasks of this process already wait for that same semaphore:
+// each partition has its own count, so a noisy partition cannot fill the
+// cap for the others.
+func (g *Guard) enterWait(n need) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if n.rule.MaxWaiting > 0 && g.waiting[n.sem] >= n.rule.MaxWaiting {
+		return false
+	}
+	g.waiting[n.sem]++
+	return true
+}
+
+func (g *Guard) leaveWait(n need) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.waiting[n.sem]--; g.waiting[n.sem] <= 0 {
+		delete(g.waiting, n.sem)
+	}
 }
 
 // holding is one permit a running task holds.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"sort"
 	"strings"
-	"sync/atomic"
 )
 
 // need is one semaphore a task must hold: a rule and, for partitioned rules,
@@ -20,22 +19,7 @@ type rule struct {
 	Rule
 	types  []pattern
 	queues []pattern
-
-	waiting atomic.Int64 // this process's tasks waiting for the rule's slots
 }
-
-// enterWait counts a task as waiting for the rule, unless MaxWaiting tasks
-// already are.
-func (r *rule) enterWait() bool {
-	n := r.waiting.Add(1)
-	if r.MaxWaiting > 0 && n > int64(r.MaxWaiting) {
-		r.waiting.Add(-1)
-		return false
-	}
-	return true
-}
-
-func (r *rule) leaveWait() { r.waiting.Add(-1) }
 
 func compileRule(r Rule) *rule {
 	c := &rule{Rule: r}

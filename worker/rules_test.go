@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -195,5 +196,35 @@ func TestSaturatedRuleDoesNotStarveOtherTypes(t *testing.T) {
 	t.Logf("B alone %v, B mixed with saturated A %v (ratio %.2f)", alone, mixed, float64(alone)/float64(mixed))
 	if mixed > 2*alone {
 		t.Errorf("B took %v with A saturated, %v alone; want at most twice", mixed, alone)
+	}
+}
+
+// TestWaitCapCountsEachPartitionOnItsOwn fills the wait cap of a noisy
+// tenant's partition; a quiet tenant's task must still run, not be requeued.
+func TestWaitCapCountsEachPartitionOnItsOwn(t *testing.T) {
+	b := setup(t)
+	g := b.guard(t, Config{AcquireTimeout: 10 * time.Second, RequeueMinDelay: time.Second, RequeueMaxDelay: time.Second,
+		Rules: []Rule{{Name: "t", TaskTypes: []string{"job"}, PartitionBy: "tenant", Limit: 1, MaxWaiting: 2}}})
+	release := holdSlot(t, b.sem(t, "t/noisy", 1)) // the noisy partition is full
+	defer release()
+	var quietDone atomic.Bool
+	b.start(t, g, b.fastConfig(10), func(_ context.Context, task *asynq.Task) error {
+		if strings.Contains(string(task.Payload()), "quiet") {
+			quietDone.Store(true)
+		}
+		return nil
+	})
+	for range 4 {
+		b.enqueue(t, "job", []byte(`{"tenant":"noisy"}`))
+	}
+	waitFor(t, 10*time.Second, "the noisy partition's wait cap to fill", func() bool {
+		return b.events.count(EventRequeued) >= 2 // 2 wait, 2 over the cap
+	})
+	b.enqueue(t, "job", []byte(`{"tenant":"quiet"}`))
+	waitFor(t, 10*time.Second, "the quiet tenant's task to run", quietDone.Load)
+	for _, e := range b.events.all(EventRequeued) {
+		if e.Semaphore != "t/noisy" {
+			t.Fatalf("a task of %s was requeued: %v", e.Semaphore, e.Err)
+		}
 	}
 }
