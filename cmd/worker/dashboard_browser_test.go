@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -76,6 +77,9 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.Flag("hide-scrollbars", true),
+		// A name for the loopback admin server that is not a loopback
+		// name, as a page reached by DNS rebinding or through a proxy has.
+		chromedp.Flag("host-resolver-rules", "MAP dash.test 127.0.0.1"),
 		chromedp.UserDataDir(dir),
 		chromedp.WindowSize(1280, 1000),
 		chromedp.CombinedOutput(&out),
@@ -223,6 +227,8 @@ handlers:
     sleep: {}
   - type: "cust:sleep"
     sleep: {}
+admin:
+  token: t0ken
 `, "REDIS_URL=")
 	m := regexp.MustCompile(`EMBEDDED,[\s\S]*?at (127\.0\.0\.1:\d+)\.`).FindStringSubmatch(w.logs())
 	if m == nil {
@@ -361,6 +367,53 @@ handlers:
 		t.Fatal(err)
 	}
 	writeShot(t, filepath.Join(dir, "phone.png"), shot)
+
+	// Through a name that is not loopback, the page is read-only until it
+	// is given the admin token.
+	access := func(wantText string, wantEditable bool) func() string {
+		return func() string {
+			got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[document.getElementById("access-text").textContent,
+				String(!document.querySelector('article.limiter[data-name="demo"] input.limit-input').disabled)]`))
+			if err != nil {
+				return err.Error()
+			}
+			if got[0] != wantText || got[1] != fmt.Sprint(wantEditable) {
+				return fmt.Sprintf("access %q, editable %s", got[0], got[1])
+			}
+			return ""
+		}
+	}
+	_, port, _ := net.SplitHostPort(w.admin)
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://dash.test:"+port+"/"), chromedp.WaitVisible(chromedp.CSS(`article.limiter[data-name="demo"]`))); err != nil {
+		t.Fatal(err)
+	}
+	until(t, 10*time.Second, "a read-only page without the token", access("Enter the admin token to change limits.", false))
+	token := chromedp.ID("token")
+	useToken := chromedp.CSS(`#token-form button`)
+	if err := chromedp.Do(ctx, chromedp.SetValue(token, "wrong"), chromedp.Click(useToken)); err != nil {
+		t.Fatal(err)
+	}
+	until(t, 10*time.Second, "a wrong token to be refused", access("The admin token is wrong: limits are read-only.", false))
+	if err := chromedp.Do(ctx, chromedp.SetValue(token, "t0ken"), chromedp.Click(useToken)); err != nil {
+		t.Fatal(err)
+	}
+	until(t, 10*time.Second, "the token to be accepted", access("You can change limits (admin token accepted).", true))
+	if err := chromedp.Do(ctx, chromedp.SendKeys(input, "4"), chromedp.Click(button)); err != nil {
+		t.Fatal(err)
+	}
+	until(t, 10*time.Second, "the limit set with the token to reach Redis", func() string {
+		real, err := redisLimiters(t.Context(), rdb)
+		if err != nil {
+			return err.Error()
+		}
+		if real["demo"].Limit != 4 {
+			return fmt.Sprintf("Redis: %+v", real["demo"])
+		}
+		return ""
+	})
+	if !strings.Contains(w.logs(), `msg="limit changed from the dashboard" limiter=demo from=3 to=4 by=token`) {
+		t.Fatalf("no log line for the change with the token:\n%s", w.logs())
+	}
 
 	mu.Lock()
 	defer mu.Unlock()
