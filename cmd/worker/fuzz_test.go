@@ -1,0 +1,52 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// FuzzParseConfig checks the worker's whole configuration file: parsing
+// never panics, a file it accepts passes validation again after the
+// defaults, and no error repeats a header value taken from the environment.
+func FuzzParseConfig(f *testing.F) {
+	for _, s := range []string{
+		demoConfig,
+		"redis:\n  url: redis://user:pw@127.0.0.1:6379/2\nworker:\n  concurrency: 5\n  queues: {default: 1, critical: 6}\n",
+		"redis:\n  sentinel: {master: m, addrs: [\"127.0.0.1:26379\"]}\n  tls: {ca_file: /nonexistent}\n",
+		"redis:\n  cluster: {addrs: [\"127.0.0.1:7000\"]}\n",
+		"redis:\n  url: rediss://127.0.0.1:6380\n  cluster: {addrs: [a]}\n",
+		"handlers:\n  - type: api:call\n    http:\n      url: \"https://api.example.com/{id}\"\n      headers: {Authorization: \"Bearer ${API_TOKEN}\"}\n",
+		"handlers:\n  - type: a\n    command: [\"/bin/true\"]\n    sleep: {}\n",
+		"handlers:\n  - type: a\n    http: {url: \"https://h/{\"}\n",
+		"admin: {addr: \"0.0.0.0:9090\", token: t}\nlog: {format: json, level: debug}\n",
+		"limits:\n  rules:\n    - {name: a, task_types: [\"*\"], limit: 1}\nworker: {unknown: 1}\n",
+		"limits: [1]\n",
+		"[",
+		"\x00",
+	} {
+		f.Add([]byte(s))
+	}
+	const secret = "s3cr3t-from-env"
+	getenv := func(k string) string {
+		if k == "API_TOKEN" {
+			return secret
+		}
+		return ""
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := parseConfig(data, getenv)
+		if err != nil {
+			if strings.Contains(err.Error(), secret) && !strings.Contains(string(data), secret) {
+				t.Fatalf("an error shows the environment's secret: %v", err)
+			}
+			return
+		}
+		if err := c.validate(nil, getenv); err != nil {
+			t.Fatalf("parseConfig accepted the file, validate says %v", err)
+		}
+		c.withDefaults()
+		if err := c.validate(nil, getenv); err != nil {
+			t.Fatalf("the defaults are invalid: %v", err)
+		}
+	})
+}
