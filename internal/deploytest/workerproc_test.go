@@ -106,6 +106,17 @@ func startWorker(t *testing.T, yaml string, args []string, env ...string) *proc 
 	return p
 }
 
+// startAdminWorker starts the worker with an admin server on a free port and
+// waits until the admin server answers.
+func startAdminWorker(t *testing.T, yaml string, env ...string) *proc {
+	t.Helper()
+	admin := fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
+	p := startWorker(t, yaml, []string{"--admin-addr", admin}, env...)
+	p.admin = admin
+	eventually(t, 30*time.Second, "the admin server", func() bool { return p.get("/healthz") == "ok\n" })
+	return p
+}
+
 // startReadyWorker starts the worker with an admin server on a free port and
 // waits for /readyz.
 func startReadyWorker(t *testing.T, yaml string, env ...string) *proc {
