@@ -51,7 +51,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	fs.StringVar(&f.config, "config", getenv("SLOTGUARD_CONFIG"), "YAML configuration `file` (SLOTGUARD_CONFIG); see docs/config.md")
 	fs.StringVar(&f.redisURL, "redis-url", "", "Redis `URL` redis://[user:pass@]host:port[/db] or rediss:// (REDIS_URL); overrides the file's redis section")
 	fs.IntVar(&f.concurrency, "concurrency", 0, "`n` tasks processed at once by this worker (SLOTGUARD_CONCURRENCY; default 20)")
-	fs.StringVar(&f.adminAddr, "admin-addr", getenv("SLOTGUARD_ADMIN_ADDR"), "admin HTTP `address` for /metrics, /healthz, /readyz and /limits, or \"off\" (SLOTGUARD_ADMIN_ADDR; default 127.0.0.1:9090)")
+	fs.StringVar(&f.adminAddr, "admin-addr", getenv("SLOTGUARD_ADMIN_ADDR"), "admin HTTP `address` for the dashboard (/), /metrics, /healthz, /readyz and /limits, or \"off\" (SLOTGUARD_ADMIN_ADDR; default 127.0.0.1:9090)")
 	fs.StringVar(&f.logLevel, "log-level", getenv("SLOTGUARD_LOG_LEVEL"), "debug, info, warn or error (SLOTGUARD_LOG_LEVEL)")
 	fs.StringVar(&f.logFormat, "log-format", getenv("SLOTGUARD_LOG_FORMAT"), "text or json (SLOTGUARD_LOG_FORMAT)")
 	fs.BoolVar(&f.check, "check", false, "validate the configuration, print every error with its field and line, and exit")
