@@ -63,7 +63,7 @@ func TestWorkerChaos(t *testing.T) {
 		t.Fatalf("%d tasks archived", n)
 	}
 	if p := api.peak.Load(); p > limit {
-		t.Fatalf("the API saw %d concurrent calls; limit %d", p, limit)
+		t.Fatalf("the API saw %d concurrent calls; limit %d; %s", p, limit, api.peakReport())
 	}
 	assertNoSlotHeldAfter(t, rdb, lease)
 	for i, p := range procs {

@@ -185,6 +185,8 @@ type fakeAPI struct {
 	mu                       sync.Mutex
 	served                   map[string]int
 	calling                  map[string]int // "n" -> calls in flight
+	peakAt                   time.Time      // when the peak was first reached
+	peakCalls                []string       // the calls in flight then
 }
 
 func newAPI(t *testing.T, delay time.Duration) (*fakeAPI, string) {
@@ -204,6 +206,12 @@ func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n := strings.TrimPrefix(r.URL.Path, "/call/")
 	a.mu.Lock()
 	a.calling[n]++
+	if len(a.calling) > len(a.peakCalls) {
+		a.peakAt, a.peakCalls = time.Now(), nil
+		for c := range a.calling {
+			a.peakCalls = append(a.peakCalls, c)
+		}
+	}
 	a.mu.Unlock()
 	defer func() {
 		a.mu.Lock()
@@ -252,7 +260,19 @@ func (a *fakeAPI) anyInCall(ns []string) bool {
 }
 
 // resetPeak starts a new peak measurement from the current in-flight count.
-func (a *fakeAPI) resetPeak() { a.peak.Store(a.inflight.Load()) }
+func (a *fakeAPI) resetPeak() {
+	a.peak.Store(a.inflight.Load())
+	a.mu.Lock()
+	a.peakAt, a.peakCalls = time.Time{}, nil
+	a.mu.Unlock()
+}
+
+// peakReport says when the peak was reached and which calls were in flight.
+func (a *fakeAPI) peakReport() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return fmt.Sprintf("peak of %d distinct calls at %s: %v", len(a.peakCalls), a.peakAt.UTC().Format("15:04:05.000"), a.peakCalls)
+}
 
 // count returns how many distinct tasks with the given "n" prefix were
 // served, and how many extra times (duplicates).

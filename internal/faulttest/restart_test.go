@@ -76,7 +76,7 @@ func TestRedisRestartWithAOFLosesNothing(t *testing.T) {
 		t.Fatalf("%d tasks archived", n)
 	}
 	if p := api.peak.Load(); p > limit {
-		t.Fatalf("the API saw %d concurrent calls; limit %d", p, limit)
+		t.Fatalf("the API saw %d concurrent calls; limit %d; %s", p, limit, api.peakReport())
 	}
 	assertNoSlotHeldAfter(t, rdb, lease)
 	// No handler was cancelled or failed. A "slot lease lost" line can still
@@ -172,7 +172,7 @@ func TestRedisRestartWithoutPersistence(t *testing.T) {
 		return n == more && drained(rdb)
 	})
 	if p := api.peak.Load(); p > limit {
-		t.Fatalf("after the restart the API saw %d concurrent calls; limit %d", p, limit)
+		t.Fatalf("after the restart the API saw %d concurrent calls; limit %d; %s", p, limit, api.peakReport())
 	}
 	if n := archived(t, rdb); n != 0 {
 		t.Fatalf("%d tasks archived", n)
