@@ -63,7 +63,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if f.config == "" {
 		log.Info("no --config given: running the built-in demo configuration", "handler", "demo:sleep", "rule", "demo", "task_types", "demo:*", "limit", 2)
 	}
-	return serve(ctx, cfg, rdb, log)
+	return serve(ctx, cfg, rdb, log, getenv)
 }
 
 const embeddedBanner = `
@@ -80,7 +80,7 @@ const embeddedBanner = `
 // serve runs the guarded asynq server and the admin server until ctx is
 // done, then shuts both down: tasks waiting for slots go back to their
 // queues, running tasks get the shutdown timeout, and every slot is released.
-func serve(ctx context.Context, cfg fileConfig, rdb redis.UniversalClient, log *slog.Logger) error {
+func serve(ctx context.Context, cfg fileConfig, rdb redis.UniversalClient, log *slog.Logger, getenv func(string) string) error {
 	states := newStateReader(rdb, cfg.Limits)
 	m := newMetrics(states.read)
 	events := newRecorder()
@@ -93,7 +93,7 @@ func serve(ctx context.Context, cfg fileConfig, rdb redis.UniversalClient, log *
 	if err != nil {
 		return err
 	}
-	tasks, err := buildHandlers(cfg.Handlers, log)
+	tasks, err := buildHandlers(cfg.Handlers, log, getenv)
 	if err != nil {
 		return err
 	}

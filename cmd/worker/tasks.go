@@ -17,12 +17,12 @@ import (
 // taskHandlers dispatches each task to the handler configured for its type.
 type taskHandlers map[string]asynq.Handler
 
-func buildHandlers(cfgs []handlerConfig, log *slog.Logger) (taskHandlers, error) {
+func buildHandlers(cfgs []handlerConfig, log *slog.Logger, getenv func(string) string) (taskHandlers, error) {
 	hs := taskHandlers{}
 	for i, c := range cfgs {
 		switch {
 		case c.HTTP != nil:
-			h, err := c.HTTP.build(func(string) string { return "" })
+			h, err := c.HTTP.build(getenv) // ${VAR} in headers
 			if err != nil {
 				return nil, fmt.Errorf("handlers[%d]: %w", i, err)
 			}
