@@ -1,0 +1,76 @@
+package deploytest
+
+import (
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TestSecretsStayOutOfLogsAndAdmin runs the worker with a Redis password in
+// its URL and an API token from the environment in a header, at debug log
+// level: neither appears in the log, /limits or /metrics, while both work.
+func TestSecretsStayOutOfLogsAndAdmin(t *testing.T) {
+	const redisPass, token = "redis-pw-7f3a9c", "api-token-5d1e8b"
+	srv := startRedis(t)
+	admin := redis.NewClient(&redis.Options{Addr: srv.addr()})
+	defer admin.Close()
+	mustDo(t, admin, append([]any{"ACL", "SETUSER", "sg", "on", ">" + redisPass}, toAny(strings.Fields(minimalACL))...)...)
+	api := newFakeAPI(10 * time.Millisecond)
+	hs := httptest.NewServer(api)
+	defer hs.Close()
+	section := fmt.Sprintf("  url: redis://sg:%s@%s/0", redisPass, srv.addr())
+	cfg := apiWorkerConfig(section, "secrets", hs.URL) +
+		"      headers: {Authorization: \"Bearer ${API_TOKEN}\"}\nlog: {level: debug}\n"
+	w := startReadyWorker(t, cfg, "API_TOKEN="+token)
+	enqueueCallsOn(t, admin, "secrets", 5)
+	eventually(t, 30*time.Second, "every task to run", func() bool { return api.distinct() == 5 })
+	api.mu.Lock()
+	got := api.headers[0].Get("Authorization")
+	api.mu.Unlock()
+	if got != "Bearer "+token {
+		t.Fatalf("the API got Authorization %q: the header from the environment was not sent", got)
+	}
+	for what, body := range map[string]string{"log": w.logs(), "/limits": w.get("/limits"), "/metrics": w.get("/metrics")} {
+		if body == "" {
+			t.Fatalf("%s is empty", what)
+		}
+		for _, secret := range []string{redisPass, token} {
+			if strings.Contains(body, secret) {
+				t.Fatalf("%s shows a secret:\n%s", what, body)
+			}
+		}
+	}
+	if !strings.Contains(w.logs(), "redis=redis://sg:xxxxx@") {
+		t.Fatalf("the log does not show the redacted Redis URL:\n%s", w.logs())
+	}
+
+	// A bad config names the field but not the secret.
+	bad := strings.Replace(cfg, "concurrency: 4", "concurrency: -1", 1)
+	c := startWorker(t, bad, []string{"--admin-addr", "off"}, "API_TOKEN="+token)
+	if err := c.exited(t, 30*time.Second); err == nil || strings.Contains(c.logs(), redisPass) || strings.Contains(c.logs(), token) {
+		t.Fatalf("bad config: exit %v, log:\n%s", err, c.logs())
+	}
+}
+
+// TestAdminListensOnLoopbackByDefault starts the worker without an admin
+// address: it listens on 127.0.0.1:9090 (or fails because another process
+// has that port, naming the same loopback address).
+func TestAdminListensOnLoopbackByDefault(t *testing.T) {
+	srv := startRedis(t)
+	api := newFakeAPI(0)
+	hs := httptest.NewServer(api)
+	defer hs.Close()
+	w := startWorker(t, apiWorkerConfig("  url: redis://"+srv.addr()+"/0", "admin", hs.URL), nil)
+	eventually(t, 30*time.Second, "the admin server's address in the log", func() bool {
+		return strings.Contains(w.logs(), "127.0.0.1:9090")
+	})
+	for _, l := range strings.Split(w.logs(), "\n") {
+		if strings.Contains(l, "admin server") && (strings.Contains(l, "0.0.0.0") || strings.Contains(l, "[::]")) {
+			t.Fatalf("the admin server is not on loopback: %s", l)
+		}
+	}
+}
