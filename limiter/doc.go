@@ -21,4 +21,10 @@
 // Every key of one semaphore shares a hash tag, so it works on Redis
 // Cluster as well as on a single server, a Sentinel failover client and
 // miniredis.
+//
+// Timeouts: go-redis honours a context's deadline on the socket only when
+// the client's ContextTimeoutEnabled option is set. Without it, an acquire
+// timeout cannot cut short a call to a stalled server, which then waits for
+// the client's ReadTimeout (3 s by default). Set it for clients you give to
+// this package.
 package limiter

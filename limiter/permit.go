@@ -46,11 +46,9 @@ func (p *Permit) Weight() int { return p.weight }
 func (p *Permit) Lost() <-chan struct{} { return p.lost }
 
 // newPermit registers the permit and schedules its renewals. sent is when
-// the granting request was sent (or the grant received), and lease the lease
-// Redis reported remaining then. A permit handed over from the queue renews
-// at once: that takes the grant up, and its lease ran only to its waiter's
-// heartbeat expiry.
-func (s *Semaphore) newPermit(token string, cfg acquireConfig, fence int64, sent time.Time, lease time.Duration, renewNow bool) *Permit {
+// the request that granted or last renewed it was sent, and lease the lease
+// Redis reported remaining then.
+func (s *Semaphore) newPermit(token string, cfg acquireConfig, fence int64, sent time.Time, lease time.Duration) *Permit {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Permit{
 		sem:      s,
@@ -65,12 +63,8 @@ func (s *Semaphore) newPermit(token string, cfg acquireConfig, fence int64, sent
 	s.mu.Lock()
 	s.permits[token] = p
 	s.mu.Unlock()
-	first := s.opts.RenewInterval
-	if renewNow {
-		first = 0
-	}
 	p.mu.Lock()
-	p.timer = time.AfterFunc(first, p.renewOnce)
+	p.timer = time.AfterFunc(s.opts.RenewInterval, p.renewOnce)
 	p.mu.Unlock()
 	return p
 }
@@ -88,7 +82,7 @@ func (p *Permit) renewOnce() {
 	p.mu.Unlock()
 	sent := time.Now()
 	ctx, cancel := context.WithTimeout(p.ctx, s.opts.RenewInterval)
-	n, err := scriptRenew.Run(ctx, s.rdb, s.keys.keys, s.keys.channel, s.limit, p.token, s.opts.Lease.Milliseconds()).Int64()
+	lease, err := s.renewLease(ctx, p.token)
 	cancel()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -96,8 +90,8 @@ func (p *Permit) renewOnce() {
 		return
 	}
 	switch {
-	case err == nil && n > 0:
-		p.deadline = sent.Add(ms(n))
+	case err == nil && lease > 0:
+		p.deadline = sent.Add(lease)
 		p.timer.Reset(s.opts.RenewInterval)
 	case err == nil || !time.Now().Before(p.deadline):
 		p.loseLocked()

@@ -91,3 +91,35 @@ func TestPollGivesOnAGrantNobodyWaitsFor(t *testing.T) {
 		mustRelease(t, r.p)
 	})
 }
+
+func TestAGrantThatExpiredBeforeItWasTakenUpIsNotUsed(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		s := newSem(t, b, "stalegrant", 1, nil)
+		hold := mustAcquire(t, s)
+		ch := acquireAsync(t.Context(), s)
+		waitingIs(t, s, 1)
+		// A grant message that arrives after its short lease ran out (a
+		// stalled connection): the token holds nothing any more.
+		token := onlyWaiter(t, s)
+		s.mu.Lock()
+		w := s.waiters[token]
+		s.mu.Unlock()
+		offer(w.ch, grant{fence: 999, lease: time.Second})
+		notYet(t, ch, 300*time.Millisecond)
+		if info := mustInfo(t, s); info.Waiting != 1 || info.Held != 1 {
+			t.Fatalf("the waiter left the queue: %+v", info)
+		}
+		mustRelease(t, hold)
+		r := recv(t, ch, 5*time.Second)
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if r.p.Fence() == 999 {
+			t.Fatal("Acquire returned a grant it never took up")
+		}
+		if info := mustInfo(t, s); info.Held != 1 || info.Holders[0].Token != r.p.Token() {
+			t.Fatalf("after the real grant: %+v", info)
+		}
+		mustRelease(t, r.p)
+	})
+}

@@ -124,7 +124,7 @@ func (s *Semaphore) Acquire(ctx context.Context, opts ...AcquireOption) (*Permit
 		return nil, s.wrap("acquire", err)
 	}
 	if r.granted {
-		return s.confirm(ctx, "acquire", s.newPermit(w.token, cfg, r.fence, sent, r.lease, false))
+		return s.confirm(ctx, "acquire", s.newPermit(w.token, cfg, r.fence, sent, r.lease))
 	}
 	if r.rejected {
 		return nil, s.wrap("acquire", fmt.Errorf("%w: weight %d, limit %d", ErrWeightAboveLimit, cfg.weight, r.limit))
@@ -137,7 +137,33 @@ func (s *Semaphore) Acquire(ctx context.Context, opts ...AcquireOption) (*Permit
 			if g.fence == 0 {
 				return nil, s.wrap("acquire", fmt.Errorf("%w: weight %d", ErrWeightAboveLimit, cfg.weight))
 			}
-			return s.confirm(ctx, "acquire", s.newPermit(w.token, cfg, g.fence, time.Now(), g.lease, true))
+			// A handed-over grant's lease runs only to this process's
+			// heartbeat expiry, and its message may have been slow: take it
+			// up (renew it to a full lease) before the caller acts on it.
+			sent := time.Now()
+			lease, err := s.renewLease(ctx, w.token)
+			if err != nil {
+				s.removeWaiter(w)
+				s.abandon(ctx, w.token)
+				if ctx.Err() != nil {
+					return nil, s.doneErr(ctx, err)
+				}
+				return nil, s.wrap("acquire", err)
+			}
+			if lease > 0 {
+				return s.confirm(ctx, "acquire", s.newPermit(w.token, cfg, g.fence, sent, lease))
+			}
+			// The grant expired before it was taken up: queue again.
+			sent = time.Now()
+			r, err := s.callAcquire(ctx, w.token, cfg, "wait")
+			switch {
+			case err != nil:
+				w.setErr(err)
+			case r.granted:
+				return s.confirm(ctx, "acquire", s.newPermit(w.token, cfg, r.fence, sent, r.lease))
+			case r.rejected:
+				return nil, s.wrap("acquire", fmt.Errorf("%w: weight %d, limit %d", ErrWeightAboveLimit, cfg.weight, r.limit))
+			}
 		case <-ready:
 			ready = nil
 			s.poke() // grants published before the subscription was live
@@ -171,7 +197,7 @@ func (s *Semaphore) TryAcquire(ctx context.Context, opts ...AcquireOption) (*Per
 	case !r.granted:
 		return nil, s.wrap("try-acquire", ErrNoSlot)
 	}
-	return s.confirm(ctx, "try-acquire", s.newPermit(token, cfg, r.fence, sent, r.lease, false))
+	return s.confirm(ctx, "try-acquire", s.newPermit(token, cfg, r.fence, sent, r.lease))
 }
 
 // Locked reports whether no slot is free, so that a TryAcquire of weight 1
@@ -194,6 +220,13 @@ func (s *Semaphore) SetLimit(ctx context.Context, limit int) error {
 	}
 	err := scriptSetLimit.Run(ctx, s.rdb, s.keys.keys, s.keys.channel, s.limit, limit).Err()
 	return s.wrap("set-limit", err)
+}
+
+// renewLease extends token's lease to a full Lease and returns it, or 0 when
+// token no longer holds a slot (its lease had expired).
+func (s *Semaphore) renewLease(ctx context.Context, token string) (time.Duration, error) {
+	n, err := scriptRenew.Run(ctx, s.rdb, s.keys.keys, s.keys.channel, s.limit, token, s.opts.Lease.Milliseconds()).Int64()
+	return ms(n), err
 }
 
 // abandon gives back whatever token may hold or be queued for: the call that

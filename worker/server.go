@@ -29,7 +29,9 @@ func stateFrom(ctx context.Context) *serverState {
 //   - IsFailure reports false for a [*RequeueError] and asks cfg.IsFailure
 //     (default: any error) otherwise;
 //   - RetryDelayFunc returns the requeue delay for a [*RequeueError] and asks
-//     cfg.RetryDelayFunc (default [asynq.DefaultRetryDelayFunc]) otherwise;
+//     cfg.RetryDelayFunc otherwise; without one, a task whose worker died
+//     ([asynq.ErrLeaseExpired]) is retried after the config's
+//     RequeueMinDelay, and any other after [asynq.DefaultRetryDelayFunc];
 //   - ErrorHandler is not called for a [*RequeueError] (see [Event] for
 //     requeues) and calls cfg.ErrorHandler for every other error;
 //   - BaseContext wraps cfg.BaseContext to mark handler contexts as hooked.
@@ -65,7 +67,14 @@ func (g *Guard) serverConfig(cfg asynq.Config) (asynq.Config, *serverState) {
 
 	delay := cfg.RetryDelayFunc
 	if delay == nil {
-		delay = asynq.DefaultRetryDelayFunc
+		// A task whose worker died (asynq's lease on it expired) did not
+		// fail: run it again soon rather than after asynq's 15-45 s.
+		delay = func(n int, err error, t *asynq.Task) time.Duration {
+			if errors.Is(err, asynq.ErrLeaseExpired) {
+				return g.cfg.RequeueMinDelay
+			}
+			return asynq.DefaultRetryDelayFunc(n, err, t)
+		}
 	}
 	cfg.RetryDelayFunc = func(n int, err error, t *asynq.Task) time.Duration {
 		if rq, ok := errors.AsType[*RequeueError](err); ok {

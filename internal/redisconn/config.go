@@ -109,7 +109,9 @@ func checkAddrs(field string, addrs []string) error {
 	return nil
 }
 
-// NewClient builds the client. It does not connect; the first command does.
+// NewClient builds the client, with ContextTimeoutEnabled so that a
+// deadline (an acquire timeout) also cuts short a call to a stalled server.
+// It does not connect; the first command does.
 // It returns an error wrapping [ErrConfig] for an invalid section or an
 // unreadable TLS file. Embedded configs have no client here: start an
 // [Embedded] and use its URL.
@@ -124,6 +126,7 @@ func (c Config) NewClient() (redis.UniversalClient, error) {
 	switch {
 	case c.URL != "":
 		o, _ := redis.ParseURL(c.URL)
+		o.ContextTimeoutEnabled = true
 		if o.TLSConfig != nil && tlsCfg != nil {
 			if tlsCfg.ServerName == "" {
 				tlsCfg.ServerName = o.TLSConfig.ServerName
@@ -136,10 +139,12 @@ func (c Config) NewClient() (redis.UniversalClient, error) {
 		return redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName: s.Master, SentinelAddrs: s.Addrs, Username: s.Username, Password: s.Password,
 			SentinelPassword: s.SentinelPassword, DB: s.DB, TLSConfig: tlsCfg,
+			ContextTimeoutEnabled: true,
 		}), nil
 	case c.Cluster != nil:
 		return redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: c.Cluster.Addrs, Username: c.Cluster.Username, Password: c.Cluster.Password, TLSConfig: tlsCfg,
+			ContextTimeoutEnabled: true,
 		}), nil
 	}
 	return nil, fmt.Errorf("%w: no Redis configured (the embedded one has no client config)", ErrConfig)
