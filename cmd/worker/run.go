@@ -60,6 +60,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer rdb.Close()
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		log.Error("Redis does not answer; the worker starts anyway and keeps trying (see /readyz)",
+			"redis", cfg.Redis.Describe(), "error", redisconn.Redact(err.Error()))
+	}
+	cancel()
 	if f.config == "" {
 		log.Info("no --config given: running the built-in demo configuration", "handler", "demo:sleep", "rule", "demo", "task_types", "demo:*", "limit", 2)
 	}
@@ -192,8 +198,12 @@ func logEvent(log *slog.Logger, e worker.Event) {
 	case worker.EventAcquired:
 		log.Debug("slot acquired", "task_id", e.Task.ID, "type", e.Task.Type, "limiter", e.Semaphore, "waited", e.Waited.Round(time.Millisecond))
 	case worker.EventRequeued:
-		log.Info("task requeued", "task_id", e.Task.ID, "type", e.Task.Type, "limiter", e.Semaphore,
-			"waited", e.Waited.Round(time.Millisecond), "delay", e.Delay.Round(time.Millisecond), "attempt", e.Attempt, "reason", requeueReason(e.Err))
+		args := []any{"task_id", e.Task.ID, "type", e.Task.Type, "limiter", e.Semaphore,
+			"waited", e.Waited.Round(time.Millisecond), "delay", e.Delay.Round(time.Millisecond), "attempt", e.Attempt, "reason", requeueReason(e.Err)}
+		if requeueReason(e.Err) == "redis_error" {
+			args = append(args, "error", redisconn.Redact(e.Err.Error()))
+		}
+		log.Info("task requeued", args...)
 	case worker.EventLeaseLost:
 		log.Warn("slot lease lost: task cancelled", "task_id", e.Task.ID, "type", e.Task.Type, "limiter", e.Semaphore)
 	case worker.EventReleased:
