@@ -139,3 +139,42 @@ func TestSyncReplicasGivesBackUnreplicatedGrants(t *testing.T) {
 		t.Fatalf("cluster client with SyncReplicas: %v", err)
 	}
 }
+
+func TestAGrantWhoseReplyCameAfterItsLeaseIsNotUsed(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		const lease = 300 * time.Millisecond
+		f := redistest.NewFaulty(b.Client, func(call int) redistest.Fault {
+			if call == 1 {
+				return redistest.SlowReply // the grant's reply comes after its lease ran out
+			}
+			return redistest.Pass
+		})
+		f.Delay = lease + 200*time.Millisecond
+		s, _ := New(f, "slowreply", 1, &Options{Prefix: b.Prefix, Lease: lease})
+		p, err := s.Acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Fence() == 1 {
+			t.Fatal("Acquire returned the grant whose lease had run out before its reply came")
+		}
+		info := mustInfo(t, s)
+		if info.Held != 1 || info.Holders[0].Token != p.Token() || info.Holders[0].LeaseLeft < lease/2 {
+			t.Fatalf("the returned permit is not the live holder: %+v", info)
+		}
+		mustRelease(t, p)
+
+		f.SetPlan(func(call int) redistest.Fault {
+			if call == 1 {
+				return redistest.SlowReply
+			}
+			return redistest.Pass
+		})
+		if _, err := s.TryAcquire(t.Context()); !errors.Is(err, ErrNoSlot) {
+			t.Fatalf("TryAcquire with a late reply: %v, want ErrNoSlot", err)
+		}
+		if info := mustInfo(t, s); info.Held != 0 {
+			t.Fatalf("TryAcquire left %+v", info)
+		}
+	})
+}

@@ -114,65 +114,100 @@ func (s *Semaphore) Acquire(ctx context.Context, opts ...AcquireOption) (*Permit
 		ready = nil // live before the call: no grant can have been missed
 	default:
 	}
-	sent := time.Now()
-	r, err := s.callAcquire(ctx, w.token, cfg, "wait")
-	if err != nil {
-		s.abandon(ctx, w.token)
-		if ctx.Err() != nil {
-			return nil, s.doneErr(ctx, err)
-		}
-		return nil, s.wrap("acquire", err)
-	}
-	if r.granted {
-		return s.confirm(ctx, "acquire", s.newPermit(w.token, cfg, r.fence, sent, r.lease))
-	}
-	if r.rejected {
-		return nil, s.wrap("acquire", fmt.Errorf("%w: weight %d, limit %d", ErrWeightAboveLimit, cfg.weight, r.limit))
-	}
-	s.addWaiter(w, r.nextExpiry)
 	defer s.removeWaiter(w)
+	queued := false
 	for {
-		select {
-		case g := <-w.ch:
-			if g.fence == 0 {
-				return nil, s.wrap("acquire", fmt.Errorf("%w: weight %d", ErrWeightAboveLimit, cfg.weight))
+		// Ask for a slot, or join (or stay in) the queue.
+		sent := time.Now()
+		r, err := s.callAcquire(ctx, w.token, cfg, "wait")
+		switch {
+		case err != nil && (!queued || ctx.Err() != nil):
+			s.abandon(ctx, w.token)
+			if ctx.Err() != nil {
+				return nil, s.doneErr(ctx, err)
 			}
-			// A handed-over grant's lease runs only to this process's
-			// heartbeat expiry, and its message may have been slow: take it
-			// up (renew it to a full lease) before the caller acts on it.
-			sent := time.Now()
-			lease, err := s.renewLease(ctx, w.token)
-			if err != nil {
+			return nil, s.wrap("acquire", err)
+		case err != nil:
+			w.setErr(err) // queued already: wait on, the poll retries
+		case r.rejected:
+			return nil, s.wrap("acquire", fmt.Errorf("%w: weight %d, limit %d", ErrWeightAboveLimit, cfg.weight, r.limit))
+		case r.granted:
+			p, err := s.hand(ctx, "acquire", w.token, cfg, r.fence, sent, r.lease)
+			if !errors.Is(err, errExpired) {
+				return p, s.acquireErr(ctx, err)
+			}
+			continue // it expired before this process saw it: ask again
+		case !queued:
+			s.addWaiter(w, r.nextExpiry)
+			queued = true
+		}
+		// Wait for a grant from Pub/Sub or from the poll.
+		var g grant
+	wait:
+		for {
+			select {
+			case g = <-w.ch:
+				break wait
+			case <-ready:
+				ready = nil
+				s.poke() // grants published before the subscription was live
+			case <-ctx.Done():
 				s.removeWaiter(w)
 				s.abandon(ctx, w.token)
-				if ctx.Err() != nil {
-					return nil, s.doneErr(ctx, err)
-				}
-				return nil, s.wrap("acquire", err)
+				return nil, s.doneErr(ctx, w.lastErr())
 			}
-			if lease > 0 {
-				return s.confirm(ctx, "acquire", s.newPermit(w.token, cfg, g.fence, sent, lease))
-			}
-			// The grant expired before it was taken up: queue again.
-			sent = time.Now()
-			r, err := s.callAcquire(ctx, w.token, cfg, "wait")
-			switch {
-			case err != nil:
-				w.setErr(err)
-			case r.granted:
-				return s.confirm(ctx, "acquire", s.newPermit(w.token, cfg, r.fence, sent, r.lease))
-			case r.rejected:
-				return nil, s.wrap("acquire", fmt.Errorf("%w: weight %d, limit %d", ErrWeightAboveLimit, cfg.weight, r.limit))
-			}
-		case <-ready:
-			ready = nil
-			s.poke() // grants published before the subscription was live
-		case <-ctx.Done():
-			s.removeWaiter(w)
-			s.abandon(ctx, w.token)
-			return nil, s.doneErr(ctx, w.lastErr())
+		}
+		if g.fence == 0 {
+			return nil, s.wrap("acquire", fmt.Errorf("%w: weight %d", ErrWeightAboveLimit, cfg.weight))
+		}
+		// A handed-over grant's lease runs only to this process's heartbeat
+		// expiry, and its message may have been delayed: always take it up
+		// (renew it to a full lease) before the caller acts on it.
+		p, err := s.hand(ctx, "acquire", w.token, cfg, g.fence, time.Time{}, g.lease)
+		if !errors.Is(err, errExpired) {
+			return p, s.acquireErr(ctx, err)
+		}
+		// The grant expired before it was taken up: ask again.
+	}
+}
+
+// acquireErr is Acquire's error for a failed hand-over (already wrapped),
+// or ctx's when ctx ended meanwhile.
+func (s *Semaphore) acquireErr(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return s.doneErr(ctx, err)
+	}
+	return err
+}
+
+// errExpired says a grant expired before this process could use it.
+var errExpired = errors.New("limiter: grant expired before it was taken up")
+
+// hand turns a grant into a Permit, making sure the grant is still live: a
+// grant whose reply or message came so late that less than half its lease is
+// left by this process's clock (or whose sent time is zero) is first renewed,
+// so that no caller starts work on a grant that has already expired and gone
+// to someone else. It returns errExpired, having given the slot back, when
+// the grant had expired, and a wrapped Redis error (likewise) when a renewal
+// failed.
+func (s *Semaphore) hand(ctx context.Context, op, token string, cfg acquireConfig, fence int64, sent time.Time, lease time.Duration) (*Permit, error) {
+	for try := 0; time.Since(sent) > lease/2; try++ {
+		if try == 3 {
+			s.abandon(ctx, token)
+			return nil, errExpired
+		}
+		sent = time.Now()
+		var err error
+		lease, err = s.renewLease(ctx, token)
+		if err != nil {
+			s.abandon(ctx, token)
+			return nil, s.wrap(op, err)
+		}
+		if lease == 0 {
+			return nil, errExpired
 		}
 	}
+	return s.confirm(ctx, op, s.newPermit(token, cfg, fence, sent, lease))
 }
 
 // TryAcquire takes a slot only if one is free now and nobody is queued for
@@ -197,7 +232,11 @@ func (s *Semaphore) TryAcquire(ctx context.Context, opts ...AcquireOption) (*Per
 	case !r.granted:
 		return nil, s.wrap("try-acquire", ErrNoSlot)
 	}
-	return s.confirm(ctx, "try-acquire", s.newPermit(token, cfg, r.fence, sent, r.lease))
+	p, err := s.hand(ctx, "try-acquire", token, cfg, r.fence, sent, r.lease)
+	if errors.Is(err, errExpired) {
+		return nil, s.wrap("try-acquire", ErrNoSlot) // granted, but gone before the reply came
+	}
+	return p, err
 }
 
 // Locked reports whether no slot is free, so that a TryAcquire of weight 1

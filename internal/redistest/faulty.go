@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -16,6 +17,9 @@ var ErrInjected = errors.New("redistest: injected fault")
 // intercepted.
 type Faulty struct {
 	*redis.Client
+
+	// Delay is how long a SlowReply fault holds a reply back.
+	Delay time.Duration
 
 	mu    sync.Mutex
 	plan  func(call int) Fault
@@ -34,6 +38,9 @@ const (
 	// LoseReply runs the script on the server, then returns ErrInjected as
 	// if the reply had been lost.
 	LoseReply
+	// SlowReply runs the script, then holds its reply back for the Faulty's
+	// Delay, as a slow or stalled network would.
+	SlowReply
 )
 
 // NewFaulty wraps c. plan is asked about each script call, numbered from 1;
@@ -65,7 +72,11 @@ func (f *Faulty) next() Fault {
 }
 
 func (f *Faulty) inject(cmd *redis.Cmd, fault Fault) *redis.Cmd {
-	if fault == Pass {
+	switch fault {
+	case Pass:
+		return cmd
+	case SlowReply:
+		time.Sleep(f.Delay)
 		return cmd
 	}
 	out := redis.NewCmd(context.Background())
