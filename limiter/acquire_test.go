@@ -159,7 +159,7 @@ func TestReleaseTwiceIsNoOpAndCannotRaiseCapacity(t *testing.T) {
 		// not free a slot it does not hold.
 		p2 := mustAcquire(t, s)
 		p3 := mustAcquire(t, s)
-		stale := s.newPermit(p1.token, acquireConfig{weight: 1}, p1.fence, time.Now(), time.Hour)
+		stale := s.newPermit(p1.token, acquireConfig{weight: 1}, p1.fence, time.Now(), time.Hour, time.Hour)
 		if err := stale.Release(t.Context()); !errors.Is(err, ErrLeaseLost) {
 			t.Fatalf("releasing a token that holds nothing: %v, want ErrLeaseLost", err)
 		}

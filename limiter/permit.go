@@ -45,10 +45,11 @@ func (p *Permit) Weight() int { return p.weight }
 // [Permit.Release].
 func (p *Permit) Lost() <-chan struct{} { return p.lost }
 
-// newPermit registers the permit and schedules its renewals. sent is when
-// the request that granted or last renewed it was sent, and lease the lease
-// Redis reported remaining then.
-func (s *Semaphore) newPermit(token string, cfg acquireConfig, fence int64, sent time.Time, lease time.Duration) *Permit {
+// newPermit registers the permit and schedules its first renewal after
+// first. The lease is surely live until sent + lease: sent is when the
+// request that granted or last renewed it was sent (by this process's
+// clock), and lease the lease Redis counted from a moment after that.
+func (s *Semaphore) newPermit(token string, cfg acquireConfig, fence int64, sent time.Time, lease, first time.Duration) *Permit {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Permit{
 		sem:      s,
@@ -64,7 +65,7 @@ func (s *Semaphore) newPermit(token string, cfg acquireConfig, fence int64, sent
 	s.permits[token] = p
 	s.mu.Unlock()
 	p.mu.Lock()
-	p.timer = time.AfterFunc(s.opts.RenewInterval, p.renewOnce)
+	p.timer = time.AfterFunc(first, p.renewOnce)
 	p.mu.Unlock()
 	return p
 }

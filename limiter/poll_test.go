@@ -94,15 +94,18 @@ func TestPollGivesOnAGrantNobodyWaitsFor(t *testing.T) {
 
 func TestAGrantThatExpiredBeforeItWasTakenUpIsNotUsed(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
-		s := newSem(t, b, "stalegrant", 1, nil)
+		// No poll runs during the test: it would record a fresh heartbeat.
+		s := newSem(t, b, "stalegrant", 1, &Options{SleepDelay: 10 * time.Second, WaiterTTL: 30 * time.Second})
 		hold := mustAcquire(t, s)
 		ch := acquireAsync(t.Context(), s)
 		waitingIs(t, s, 1)
 		// A grant message that arrives after its short lease ran out (a
-		// stalled connection): the token holds nothing any more.
+		// stalled connection: no heartbeat got through for a while): the
+		// token holds nothing any more.
 		token := onlyWaiter(t, s)
 		s.mu.Lock()
 		w := s.waiters[token]
+		s.beatSent = time.Now().Add(-s.opts.WaiterTTL)
 		s.mu.Unlock()
 		offer(w.ch, grant{fence: 999, lease: time.Second})
 		notYet(t, ch, 300*time.Millisecond)

@@ -33,6 +33,8 @@ type Semaphore struct {
 	permits map[string]*Permit // this value's held permits
 	polling bool               // pollLoop is running
 	kick    chan struct{}      // wakes the poller early
+
+	beatSent time.Time // when the last applied heartbeat of proc was sent
 }
 
 // New returns the semaphore name on rdb. limit is the seed's value: the
@@ -116,8 +118,10 @@ func (s *Semaphore) Acquire(ctx context.Context, opts ...AcquireOption) (*Permit
 	}
 	defer s.removeWaiter(w)
 	queued := false
+ask:
 	for {
 		// Ask for a slot, or join (or stay in) the queue.
+		var retry <-chan time.Time
 		sent := time.Now()
 		r, err := s.callAcquire(ctx, w.token, cfg, "wait")
 		switch {
@@ -128,7 +132,10 @@ func (s *Semaphore) Acquire(ctx context.Context, opts ...AcquireOption) (*Permit
 			}
 			return nil, s.wrap("acquire", err)
 		case err != nil:
-			w.setErr(err) // queued already: wait on, the poll retries
+			// Queued before, but maybe not now (after a grant that expired):
+			// wait, and ask again after a sleep delay.
+			w.setErr(err)
+			retry = time.After(cfg.sleepDelay)
 		case r.rejected:
 			return nil, s.wrap("acquire", fmt.Errorf("%w: weight %d, limit %d", ErrWeightAboveLimit, cfg.weight, r.limit))
 		case r.granted:
@@ -138,8 +145,11 @@ func (s *Semaphore) Acquire(ctx context.Context, opts ...AcquireOption) (*Permit
 			}
 			continue // it expired before this process saw it: ask again
 		case !queued:
+			s.beat(sent)
 			s.addWaiter(w, r.nextExpiry)
 			queued = true
+		default:
+			s.beat(sent)
 		}
 		// Wait for a grant from Pub/Sub or from the poll.
 		var g grant
@@ -151,6 +161,8 @@ func (s *Semaphore) Acquire(ctx context.Context, opts ...AcquireOption) (*Permit
 			case <-ready:
 				ready = nil
 				s.poke() // grants published before the subscription was live
+			case <-retry:
+				continue ask
 			case <-ctx.Done():
 				s.removeWaiter(w)
 				s.abandon(ctx, w.token)
@@ -160,9 +172,16 @@ func (s *Semaphore) Acquire(ctx context.Context, opts ...AcquireOption) (*Permit
 		if g.fence == 0 {
 			return nil, s.wrap("acquire", fmt.Errorf("%w: weight %d", ErrWeightAboveLimit, cfg.weight))
 		}
-		// A handed-over grant's lease runs only to this process's heartbeat
-		// expiry, and its message may have been delayed: always take it up
-		// (renew it to a full lease) before the caller acts on it.
+		// A handed-over grant's lease runs to this value's proc expiry, which
+		// is at least the last applied heartbeat's send time + WaiterTTL
+		// (its message may have been delayed, so its own lease figure is not
+		// to be trusted). With recent heartbeats the grant is surely live:
+		// hand it over now and take it up (renew it) at once in the
+		// background. Otherwise take it up first.
+		beat, ttl := s.handedLease()
+		if time.Since(beat) < ttl/2 {
+			return s.confirm(ctx, "acquire", s.newPermit(w.token, cfg, g.fence, beat, ttl, 0))
+		}
 		p, err := s.hand(ctx, "acquire", w.token, cfg, g.fence, time.Time{}, g.lease)
 		if !errors.Is(err, errExpired) {
 			return p, s.acquireErr(ctx, err)
@@ -207,7 +226,7 @@ func (s *Semaphore) hand(ctx context.Context, op, token string, cfg acquireConfi
 			return nil, errExpired
 		}
 	}
-	return s.confirm(ctx, op, s.newPermit(token, cfg, fence, sent, lease))
+	return s.confirm(ctx, op, s.newPermit(token, cfg, fence, sent, lease, s.opts.RenewInterval))
 }
 
 // TryAcquire takes a slot only if one is free now and nobody is queued for

@@ -48,6 +48,26 @@ func (s *Semaphore) addWaiter(w *waiter, hint time.Duration) {
 	}
 }
 
+// beat records that a heartbeat of this value's proc, sent at sent, was
+// applied: the proc, and so every grant handed to one of its waiters, lives
+// until at least sent + WaiterTTL (Redis computed its expiry from a TIME
+// read after sent).
+func (s *Semaphore) beat(sent time.Time) {
+	s.mu.Lock()
+	if sent.After(s.beatSent) {
+		s.beatSent = sent
+	}
+	s.mu.Unlock()
+}
+
+// handedLease returns how long a grant handed to one of this value's waiters
+// now is surely still live, measured from the last applied heartbeat.
+func (s *Semaphore) handedLease() (since time.Time, lease time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.beatSent, s.opts.WaiterTTL
+}
+
 // removeWaiter marks w as finished, so that no poll queues it again, and
 // stops polling for it.
 func (s *Semaphore) removeWaiter(w *waiter) {
@@ -131,9 +151,13 @@ func (s *Semaphore) nextPoll(hint time.Duration) time.Duration {
 func (s *Semaphore) poll() time.Duration {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WaiterTTL)
 	defer cancel()
+	sent := time.Now()
 	res, err := scriptPoll.Run(ctx, s.rdb, s.keys.keys, s.keys.channel, s.limit, s.opts.WaiterTTL.Milliseconds(), s.proc).Slice()
 	if err == nil && (len(res) < 2 || (len(res)-2)%3 != 0) {
 		err = fmt.Errorf("limiter: unexpected poll reply of %d items", len(res))
+	}
+	if err == nil {
+		s.beat(sent)
 	}
 	ws := s.snapshot()
 	for _, w := range ws {
