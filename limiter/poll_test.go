@@ -100,14 +100,19 @@ func TestAGrantThatExpiredBeforeItWasTakenUpIsNotUsed(t *testing.T) {
 		ch := acquireAsync(t.Context(), s)
 		waitingIs(t, s, 1)
 		// A grant message that arrives after its short lease ran out (a
-		// stalled connection: no heartbeat got through for a while): the
-		// token holds nothing any more.
+		// long wait or a stalled connection): the token holds nothing any
+		// more.
 		token := onlyWaiter(t, s)
 		s.mu.Lock()
 		w := s.waiters[token]
-		s.beatSent = time.Now().Add(-s.opts.WaiterTTL)
 		s.mu.Unlock()
+		w.queued(time.Now().Add(-s.opts.WaiterTTL), 0) // as after a long wait
 		offer(w.ch, grant{fence: 999, lease: time.Second})
+		notYet(t, ch, 300*time.Millisecond)
+		// A grant older than the last call that left the waiter queued (a
+		// late duplicate), however recent that call: not used either.
+		w.queued(time.Now(), 2000)
+		offer(w.ch, grant{fence: 1500, lease: time.Second})
 		notYet(t, ch, 300*time.Millisecond)
 		if info := mustInfo(t, s); info.Waiting != 1 || info.Held != 1 {
 			t.Fatalf("the waiter left the queue: %+v", info)

@@ -33,8 +33,6 @@ type Semaphore struct {
 	permits map[string]*Permit // this value's held permits
 	polling bool               // pollLoop is running
 	kick    chan struct{}      // wakes the poller early
-
-	beatSent time.Time // when the last applied heartbeat of proc was sent
 }
 
 // New returns the semaphore name on rdb. limit is the seed's value: the
@@ -145,11 +143,11 @@ ask:
 			}
 			continue // it expired before this process saw it: ask again
 		case !queued:
-			s.beat(sent)
+			w.queued(sent, r.fence)
 			s.addWaiter(w, r.nextExpiry)
 			queued = true
 		default:
-			s.beat(sent)
+			w.queued(sent, r.fence)
 		}
 		// Wait for a grant from Pub/Sub or from the poll.
 		var g grant
@@ -172,15 +170,16 @@ ask:
 		if g.fence == 0 {
 			return nil, s.wrap("acquire", fmt.Errorf("%w: weight %d", ErrWeightAboveLimit, cfg.weight))
 		}
-		// A handed-over grant's lease runs to this value's proc expiry, which
-		// is at least the last applied heartbeat's send time + WaiterTTL
-		// (its message may have been delayed, so its own lease figure is not
-		// to be trusted). With recent heartbeats the grant is surely live:
-		// hand it over now and take it up (renew it) at once in the
-		// background. Otherwise take it up first.
-		beat, ttl := s.handedLease()
-		if time.Since(beat) < ttl/2 {
-			return s.confirm(ctx, "acquire", s.newPermit(w.token, cfg, g.fence, beat, ttl, 0))
+		// A handed-over grant's lease runs to this value's proc expiry. A
+		// grant with a fence above the one the last queueing call saw was
+		// made after that call ran, so its lease lasts at least WaiterTTL
+		// past that call's send time (its message may have been delayed, so
+		// its own lease figure is not to be trusted). While that bound
+		// leaves at least half a WaiterTTL, hand the permit over now and
+		// take it up (renew it) at once in the background; otherwise (an
+		// older grant, a long wait, a stalled connection) take it up first.
+		if until, ok := s.grantLiveUntil(w, g.fence); ok && time.Until(until) > s.opts.WaiterTTL/2 {
+			return s.confirm(ctx, "acquire", s.newPermit(w.token, cfg, g.fence, until.Add(-s.opts.WaiterTTL), s.opts.WaiterTTL, 0))
 		}
 		p, err := s.hand(ctx, "acquire", w.token, cfg, g.fence, time.Time{}, g.lease)
 		if !errors.Is(err, errExpired) {
@@ -304,7 +303,9 @@ type acquireReply struct {
 	fence             int64
 	lease             time.Duration
 	nextExpiry        time.Duration // < 0: no holder
-	limit             int64
+	// fence is the granted permit's fencing token, or, when not granted, the
+	// last one issued so far.
+	limit int64
 }
 
 func (s *Semaphore) callAcquire(ctx context.Context, token string, cfg acquireConfig, mode string) (acquireReply, error) {
@@ -322,7 +323,11 @@ func (s *Semaphore) callAcquire(ctx context.Context, token string, cfg acquireCo
 	case -1:
 		return acquireReply{rejected: true, limit: res[1]}, nil
 	}
-	return acquireReply{nextExpiry: ms(res[1])}, nil
+	r := acquireReply{nextExpiry: ms(res[1])}
+	if len(res) > 2 {
+		r.fence = res[2]
+	}
+	return r, nil
 }
 
 func (s *Semaphore) wrap(op string, err error) error {

@@ -13,8 +13,10 @@ type waiter struct {
 	cfg   acquireConfig
 	ch    chan grant // the first grant wins: from Pub/Sub or from a poll
 
-	mu  sync.Mutex
-	err error // the last poll's Redis error, nil after a successful poll
+	mu          sync.Mutex
+	err         error     // the last poll's Redis error, nil after a successful poll
+	queuedAt    time.Time // when the last call that left w queued was sent
+	queuedFence int64     // the last fence issued when that call ran
 
 	// requeueMu orders requeue against Acquire's return, so that a waiter
 	// that was granted or gave up is never put back in the queue.
@@ -48,24 +50,26 @@ func (s *Semaphore) addWaiter(w *waiter, hint time.Duration) {
 	}
 }
 
-// beat records that a heartbeat of this value's proc, sent at sent, was
-// applied: the proc, and so every grant handed to one of its waiters, lives
-// until at least sent + WaiterTTL (Redis computed its expiry from a TIME
-// read after sent).
-func (s *Semaphore) beat(sent time.Time) {
-	s.mu.Lock()
-	if sent.After(s.beatSent) {
-		s.beatSent = sent
-	}
-	s.mu.Unlock()
+// queued records that a call sent at sent found w queued (or queued it),
+// when fence was the last fencing token issued. A grant with a greater
+// fence was made after that call ran, and lives at least until its
+// process's heartbeat expiry, which that call set to at least sent +
+// WaiterTTL (by any clock running at this one's rate).
+func (w *waiter) queued(sent time.Time, fence int64) {
+	w.mu.Lock()
+	w.queuedAt, w.queuedFence = sent, fence
+	w.mu.Unlock()
 }
 
-// handedLease returns how long a grant handed to one of this value's waiters
-// now is surely still live, measured from the last applied heartbeat.
-func (s *Semaphore) handedLease() (since time.Time, lease time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.beatSent, s.opts.WaiterTTL
+// grantLiveUntil returns the time until which a grant to w with fence is
+// surely live, and false when nothing can be said (an older grant).
+func (s *Semaphore) grantLiveUntil(w *waiter, fence int64) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if fence <= w.queuedFence {
+		return time.Time{}, false
+	}
+	return w.queuedAt.Add(s.opts.WaiterTTL), true
 }
 
 // removeWaiter marks w as finished, so that no poll queues it again, and
@@ -151,14 +155,11 @@ func (s *Semaphore) nextPoll(hint time.Duration) time.Duration {
 func (s *Semaphore) poll() time.Duration {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WaiterTTL)
 	defer cancel()
-	sent := time.Now()
 	res, err := scriptPoll.Run(ctx, s.rdb, s.keys.keys, s.keys.channel, s.limit, s.opts.WaiterTTL.Milliseconds(), s.proc).Slice()
 	if err == nil && (len(res) < 2 || (len(res)-2)%3 != 0) {
 		err = fmt.Errorf("limiter: unexpected poll reply of %d items", len(res))
 	}
-	if err == nil {
-		s.beat(sent)
-	}
+
 	ws := s.snapshot()
 	for _, w := range ws {
 		w.setErr(err)
@@ -199,10 +200,13 @@ func (s *Semaphore) requeue(ctx context.Context, w *waiter) {
 	if w.gone {
 		return
 	}
+	sent := time.Now()
 	r, err := s.callAcquire(ctx, w.token, w.cfg, "wait")
 	switch {
 	case err != nil:
 		w.setErr(err)
+	case !r.granted && !r.rejected:
+		w.queued(sent, r.fence)
 	case r.granted:
 		offer(w.ch, grant{fence: r.fence, lease: r.lease})
 	case r.rejected:

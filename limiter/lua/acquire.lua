@@ -3,8 +3,10 @@
 -- ARGV[3] token, ARGV[4] weight, ARGV[5] lease ms, ARGV[6] mode ("try" or
 -- "wait"), ARGV[7] waiter TTL ms, ARGV[8] holder label.
 -- Returns {1, fence, lease_ms} when granted (also when token already held a
--- slot, so a retried call after a lost reply is harmless), {0, next_expiry}
--- when not granted (queued in "wait" mode, or left in the queue), or
+-- slot, so a retried call after a lost reply is harmless), {0, next_expiry,
+-- fence} when not granted (queued in "wait" mode, or left in the queue;
+-- fence is the last fencing token issued, so any later grant has a greater
+-- one), or
 -- {-1, limit} when the weight exceeds the limit.
 local now = now_ms()
 local token, weight, lease = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -25,7 +27,7 @@ if queued > 0 then
   if held then return held end
   if redis.call('ZSCORE', KEYS[2], token) then
     heartbeat(token, now, tonumber(ARGV[7]))
-    return {0, next_expiry(now)}
+    return {0, next_expiry(now), tonumber(redis.call('HGET', KEYS[5], 'fence') or '0')}
   end
   queued = redis.call('ZCARD', KEYS[2])
   used = used_of()
@@ -43,4 +45,4 @@ if ARGV[6] == 'wait' then
   redis.call('ZADD', KEYS[2], seq, token)
   redis.call('HSET', KEYS[4], token, int(weight) .. ':0:' .. ARGV[8])
 end
-return {0, next_expiry(now)}
+return {0, next_expiry(now), tonumber(redis.call('HGET', KEYS[5], 'fence') or '0')}
