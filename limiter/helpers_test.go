@@ -73,6 +73,7 @@ func crash(p *Permit) {
 	p.mu.Lock()
 	p.stopped = true
 	p.timer.Stop()
+	p.expiry.Stop()
 	p.mu.Unlock()
 	p.cancel()
 	p.sem.forget(p.token)

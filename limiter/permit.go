@@ -22,7 +22,8 @@ type Permit struct {
 
 	mu       sync.Mutex
 	timer    *time.Timer // the next renewal
-	deadline time.Time   // local estimate of when the lease runs out
+	expiry   *time.Timer // closes Lost at deadline, whatever a renewal is doing
+	deadline time.Time   // when this process must stop: the lease's end, less a margin
 	stopped  bool        // no more renewals: Release began, or the lease is lost
 	isLost   bool
 	released bool
@@ -40,9 +41,10 @@ func (p *Permit) Fence() int64 { return p.fence }
 func (p *Permit) Weight() int { return p.weight }
 
 // Lost returns a channel that is closed when the permit's lease is lost: a
-// renewal found the lease expired, or renewals failed until the lease ran
-// out by this process's clock. It is never closed after a successful
-// [Permit.Release].
+// renewal found the lease expired, or renewals failed until only a tenth of
+// the lease was left by this process's clock (that tenth is the holder's
+// time to stop before Redis can give the slot to someone else). It is never
+// closed after a successful [Permit.Release].
 func (p *Permit) Lost() <-chan struct{} { return p.lost }
 
 // newPermit registers the permit and schedules its first renewal after
@@ -59,15 +61,39 @@ func (s *Semaphore) newPermit(token string, cfg acquireConfig, fence int64, sent
 		lost:     make(chan struct{}),
 		ctx:      ctx,
 		cancel:   cancel,
-		deadline: sent.Add(lease),
+		deadline: localDeadline(sent, lease),
 	}
 	s.mu.Lock()
 	s.permits[token] = p
 	s.mu.Unlock()
 	p.mu.Lock()
 	p.timer = time.AfterFunc(first, p.renewOnce)
+	p.expiry = time.AfterFunc(time.Until(p.deadline), p.expire)
 	p.mu.Unlock()
 	return p
+}
+
+// localDeadline is when a lease that Redis counted from a moment after sent
+// surely still runs, less a tenth of it: the holder is told to stop (Lost)
+// that long before Redis can hand the slot to someone else, so that its
+// last call can end first.
+func localDeadline(sent time.Time, lease time.Duration) time.Time {
+	return sent.Add(lease - lease/10)
+}
+
+// expire closes Lost when the deadline passed without a renewal, even while
+// a renewal call is still stuck on a stalled connection.
+func (p *Permit) expire() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return
+	}
+	if left := time.Until(p.deadline); left > 0 {
+		p.expiry.Reset(left)
+		return
+	}
+	p.loseLocked()
 }
 
 // renewOnce renews the lease and schedules the next renewal: after
@@ -81,8 +107,11 @@ func (p *Permit) renewOnce() {
 		return
 	}
 	p.mu.Unlock()
+	p.mu.Lock()
+	wait := min(s.opts.RenewInterval, max(time.Until(p.deadline), time.Millisecond))
+	p.mu.Unlock()
 	sent := time.Now()
-	ctx, cancel := context.WithTimeout(p.ctx, s.opts.RenewInterval)
+	ctx, cancel := context.WithTimeout(p.ctx, wait)
 	lease, err := s.renewLease(ctx, p.token)
 	cancel()
 	p.mu.Lock()
@@ -92,7 +121,8 @@ func (p *Permit) renewOnce() {
 	}
 	switch {
 	case err == nil && lease > 0:
-		p.deadline = sent.Add(lease)
+		p.deadline = localDeadline(sent, lease)
+		p.expiry.Reset(time.Until(p.deadline))
 		p.timer.Reset(s.opts.RenewInterval)
 	case err == nil || !time.Now().Before(p.deadline):
 		p.loseLocked()
@@ -104,6 +134,8 @@ func (p *Permit) renewOnce() {
 // loseLocked stops renewals and closes Lost.
 func (p *Permit) loseLocked() {
 	p.stopped = true
+	p.timer.Stop()
+	p.expiry.Stop()
 	if !p.isLost {
 		p.isLost = true
 		close(p.lost)
@@ -132,6 +164,7 @@ func (p *Permit) Release(ctx context.Context) error {
 	}
 	p.stopped = true
 	p.timer.Stop()
+	p.expiry.Stop()
 	p.mu.Unlock()
 	p.cancel()
 	s := p.sem
