@@ -7,6 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 )
 
 // newSem returns a semaphore in b's namespace. opts may be nil.
@@ -27,13 +28,7 @@ func newSem(t *testing.T, b redistest.Backend, name string, limit int, opts *Opt
 // eventually waits until cond holds, failing the test after d.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	wait.Until(t, d, what, cond)
 }
 
 func mustInfo(t *testing.T, s *Semaphore) Info {

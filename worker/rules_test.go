@@ -157,11 +157,14 @@ func TestMultiRuleTasksHoldEverySlot(t *testing.T) {
 
 // TestSaturatedRuleDoesNotStarveOtherTypes mixes a saturated type A with a
 // free type B on one worker: with a wait cap on A, B keeps most of its
-// unguarded throughput.
+// unguarded throughput. With the cap, A holds at most 3 of the 10 goroutines
+// (ratio about 0.7); without it, A's 1 s waits would take them all and B
+// would take several seconds (ratio under 0.1). The bound of 3 times leaves
+// room for a loaded CI machine.
 func TestSaturatedRuleDoesNotStarveOtherTypes(t *testing.T) {
 	const (
 		conc  = 10
-		nB    = 100
+		nB    = 150
 		nA    = 40
 		sleep = 20 * time.Millisecond
 	)
@@ -194,8 +197,8 @@ func TestSaturatedRuleDoesNotStarveOtherTypes(t *testing.T) {
 	alone := measure(false)
 	mixed := measure(true)
 	t.Logf("B alone %v, B mixed with saturated A %v (ratio %.2f)", alone, mixed, float64(alone)/float64(mixed))
-	if mixed > 2*alone {
-		t.Errorf("B took %v with A saturated, %v alone; want at most twice", mixed, alone)
+	if mixed > 3*alone {
+		t.Errorf("B took %v with A saturated, %v alone; want at most 3 times", mixed, alone)
 	}
 }
 

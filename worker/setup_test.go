@@ -12,6 +12,7 @@ import (
 
 	"github.com/slotguard/slotguard/internal/asynqtest"
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/limiter"
 )
 
@@ -133,16 +134,10 @@ func (b *bundle) queueInfo(t *testing.T) *asynq.QueueInfo {
 	return qi
 }
 
-// waitFor polls cond until it holds, failing the test after timeout.
+// waitFor waits until cond holds, failing the test after timeout.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	wait.Until(t, timeout, what, cond)
 }
 
 // eventLog records a guard's events.

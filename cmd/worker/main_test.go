@@ -18,6 +18,7 @@ import (
 
 	"github.com/slotguard/slotguard/internal/asynqtest"
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 )
 
 var binary string
@@ -113,15 +114,10 @@ func (p *proc) wait(t *testing.T, d time.Duration) error {
 	}
 }
 
+// eventually waits until cond holds, failing the test after d.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.Until(t, d, what, cond)
 }
 
 // fakeAPI counts its concurrent requests and records the payload's "n" of

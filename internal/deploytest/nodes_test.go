@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 )
 
 // node is a redis-server (or sentinel) process this test started.
@@ -133,16 +134,10 @@ func portFree(p int) bool {
 	return true
 }
 
-// eventually polls cond every 20ms until it holds or d passes.
+// eventually waits until cond holds, failing the test after d.
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.Until(t, d, what, cond)
 }
 
 func tail(s string, lines int) string {

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/limiter"
 )
 
@@ -161,15 +162,10 @@ func writeConfig(t *testing.T, yaml string) string {
 	return path
 }
 
+// eventually waits until cond holds, failing the test after d.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.Until(t, d, what, cond)
 }
 
 // fakeAPI is the third-party API: it counts concurrent requests, keeps the
