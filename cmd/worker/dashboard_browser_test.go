@@ -230,9 +230,9 @@ handlers:
 admin:
   token: t0ken
 `, "REDIS_URL=")
-	m := regexp.MustCompile(`EMBEDDED,[\s\S]*?at (127\.0\.0\.1:\d+)\.`).FindStringSubmatch(w.logs())
+	m := regexp.MustCompile(`EMBEDDED,[\s\S]*?at (127\.0\.0\.1:\d+)\.`).FindStringSubmatch(w.Logs())
 	if m == nil {
-		t.Fatalf("no embedded Redis address in the banner:\n%s", w.logs())
+		t.Fatalf("no embedded Redis address in the banner:\n%s", w.Logs())
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: m[1]})
 	defer rdb.Close()
@@ -280,7 +280,7 @@ admin:
 		}
 	}()
 
-	url := "http://" + w.admin + "/"
+	url := "http://" + w.Admin + "/"
 	if err := chromedp.Do(ctx, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS(`article.limiter[data-name="demo"]`))); err != nil {
 		t.Fatalf("load %s: %v", url, err)
 	}
@@ -383,7 +383,7 @@ admin:
 			return ""
 		}
 	}
-	_, port, _ := net.SplitHostPort(w.admin)
+	_, port, _ := net.SplitHostPort(w.Admin)
 	if err := chromedp.Do(ctx, chromedp.Navigate("http://dash.test:"+port+"/"), chromedp.WaitVisible(chromedp.CSS(`article.limiter[data-name="demo"]`))); err != nil {
 		t.Fatal(err)
 	}
@@ -411,8 +411,8 @@ admin:
 		}
 		return ""
 	})
-	if !strings.Contains(w.logs(), `msg="limit changed from the dashboard" limiter=demo from=3 to=4 by=token`) {
-		t.Fatalf("no log line for the change with the token:\n%s", w.logs())
+	if !strings.Contains(w.Logs(), `msg="limit changed from the dashboard" limiter=demo from=3 to=4 by=token`) {
+		t.Fatalf("no log line for the change with the token:\n%s", w.Logs())
 	}
 
 	mu.Lock()

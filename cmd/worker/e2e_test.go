@@ -16,6 +16,7 @@ import (
 
 	"github.com/slotguard/slotguard/internal/asynqtest"
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/workerproc"
 	"github.com/slotguard/slotguard/limiter"
 )
 
@@ -106,7 +107,7 @@ func TestThreeWorkersNeverExceedTheLimitAndCompleteEveryTask(t *testing.T) {
 	srv := httptest.NewServer(api)
 	defer srv.Close()
 	cfg := apiConfig(asynqtest.DB(t), b.Prefix, queue, srv.URL, limit, "")
-	var ws []*proc
+	var ws []*workerproc.Proc
 	for range 3 {
 		ws = append(ws, startWorker(t, cfg))
 	}
@@ -126,7 +127,7 @@ func TestThreeWorkersNeverExceedTheLimitAndCompleteEveryTask(t *testing.T) {
 
 	var success float64
 	for _, w := range ws {
-		body := w.get("/metrics")
+		body := w.Get("/metrics")
 		if v := metric(body, `slotguard_limit{limiter="api",rule="api"}`); v != limit {
 			t.Fatalf("slotguard_limit = %v, want %d", v, limit)
 		}
@@ -156,8 +157,8 @@ func TestSIGTERMDuringLoadLosesNoTaskAndLeaksNoSlot(t *testing.T) {
 	w := startWorker(t, cfg)
 	enqueueCalls(t, queue, tasks)
 	eventually(t, 20*time.Second, "some tasks to complete", func() bool { return api.distinct() >= 4 })
-	w.signal(syscall.SIGTERM)
-	if err := w.wait(t, 20*time.Second); err != nil {
+	w.Signal(syscall.SIGTERM)
+	if err := w.Wait(t, 20*time.Second); err != nil {
 		t.Fatalf("worker exited with %v after SIGTERM", err)
 	}
 	if held := heldSlots(t, b.Prefix, "api"); held != 0 {
@@ -167,7 +168,7 @@ func TestSIGTERMDuringLoadLosesNoTaskAndLeaksNoSlot(t *testing.T) {
 	if done == tasks {
 		t.Fatal("every task finished before the signal; the test proves nothing")
 	}
-	if !strings.Contains(w.logs(), "worker stopped") {
+	if !strings.Contains(w.Logs(), "worker stopped") {
 		t.Fatalf("no clean stop in the log")
 	}
 	// Nothing was lost: a new worker finishes the rest.
@@ -209,7 +210,7 @@ func TestHTTP429IsRequeuedWithoutSpendingRetries(t *testing.T) {
 	if n := archived(t, queue); n != 0 {
 		t.Fatalf("%d tasks archived after a 429", n)
 	}
-	body := w.get("/metrics")
+	body := w.Get("/metrics")
 	if v := metric(body, `slotguard_tasks_total{outcome="busy",type="api:call"}`); v != tasks {
 		t.Fatalf("busy outcomes %v, want %d", v, tasks)
 	}

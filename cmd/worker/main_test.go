@@ -1,24 +1,19 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/slotguard/slotguard/internal/asynqtest"
 	"github.com/slotguard/slotguard/internal/redistest"
 	"github.com/slotguard/slotguard/internal/wait"
+	"github.com/slotguard/slotguard/internal/workerproc"
 )
 
 var binary string
@@ -28,9 +23,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	binary = filepath.Join(dir, "worker")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+	if binary, err = workerproc.Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -39,79 +33,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// proc is a running worker binary.
-type proc struct {
-	cmd   *exec.Cmd
-	admin string
-	mu    sync.Mutex
-	log   bytes.Buffer
-	done  chan error
-}
-
 // startWorker runs the binary with a config file holding yaml and an admin
-// server on a free port.
-func startWorker(t *testing.T, yaml string, env ...string) *proc {
+// server on a free port, and waits until it is ready.
+func startWorker(t *testing.T, yaml string, env ...string) *workerproc.Proc {
 	t.Helper()
-	cfg := filepath.Join(t.TempDir(), "worker.yaml")
-	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{admin: fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t)), done: make(chan error, 1)}
-	p.cmd = exec.Command(binary, "--config", cfg, "--admin-addr", p.admin)
-	p.cmd.Env = append(os.Environ(), env...)
-	stderr, _ := p.cmd.StderrPipe()
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.log.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-		}
-		p.done <- p.cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("worker log:\n%s", p.logs())
-		}
-	})
-	eventually(t, 20*time.Second, "the worker to be ready", func() bool { return p.get("/readyz") == "ready\n" })
+	admin := fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
+	p := workerproc.Start(t, binary, yaml, []string{"--admin-addr", admin}, env...)
+	eventually(t, 20*time.Second, "the worker to be ready", func() bool { return p.Get("/readyz") == "ready\n" })
 	return p
-}
-
-func (p *proc) logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
-
-func (p *proc) get(path string) string {
-	resp, err := http.Get("http://" + p.admin + path)
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
-
-func (p *proc) signal(sig syscall.Signal) { _ = p.cmd.Process.Signal(sig) }
-
-// wait waits for the process to exit and returns its error.
-func (p *proc) wait(t *testing.T, d time.Duration) error {
-	t.Helper()
-	select {
-	case err := <-p.done:
-		p.done <- err
-		return err
-	case <-time.After(d):
-		t.Fatalf("worker did not exit within %v", d)
-		return nil
-	}
 }
 
 // eventually waits until cond holds, failing the test after d.

@@ -118,7 +118,7 @@ func TestACLWithoutTheLimiterKeysFailsClearly(t *testing.T) {
 	// The worker's log says only reason=redis_error (see the report); the
 	// server's ACL LOG names the refused key and user.
 	eventually(t, 20*time.Second, "requeues for a Redis error in the log", func() bool {
-		return strings.Contains(w.logs(), "reason=redis_error")
+		return strings.Contains(w.Logs(), "reason=redis_error")
 	})
 	var entry string
 	eventually(t, 10*time.Second, "an ACL LOG entry for the limiter's keys", func() bool {

@@ -34,7 +34,7 @@ func TestSecretsStayOutOfLogsAndAdmin(t *testing.T) {
 	if got != "Bearer "+token {
 		t.Fatalf("the API got Authorization %q: the header from the environment was not sent", got)
 	}
-	for what, body := range map[string]string{"log": w.logs(), "/limits": w.get("/limits"), "/metrics": w.get("/metrics")} {
+	for what, body := range map[string]string{"log": w.Logs(), "/limits": w.Get("/limits"), "/metrics": w.Get("/metrics")} {
 		if body == "" {
 			t.Fatalf("%s is empty", what)
 		}
@@ -44,15 +44,15 @@ func TestSecretsStayOutOfLogsAndAdmin(t *testing.T) {
 			}
 		}
 	}
-	if !strings.Contains(w.logs(), "redis=redis://sg:xxxxx@") {
-		t.Fatalf("the log does not show the redacted Redis URL:\n%s", w.logs())
+	if !strings.Contains(w.Logs(), "redis=redis://sg:xxxxx@") {
+		t.Fatalf("the log does not show the redacted Redis URL:\n%s", w.Logs())
 	}
 
 	// A bad config names the field but not the secret.
 	bad := strings.Replace(cfg, "concurrency: 4", "concurrency: -1", 1)
 	c := startWorker(t, bad, []string{"--admin-addr", "off"}, "API_TOKEN="+token)
-	if err := c.exited(t, 30*time.Second); err == nil || strings.Contains(c.logs(), redisPass) || strings.Contains(c.logs(), token) {
-		t.Fatalf("bad config: exit %v, log:\n%s", err, c.logs())
+	if err := c.Wait(t, 30*time.Second); err == nil || strings.Contains(c.Logs(), redisPass) || strings.Contains(c.Logs(), token) {
+		t.Fatalf("bad config: exit %v, log:\n%s", err, c.Logs())
 	}
 }
 
@@ -66,9 +66,9 @@ func TestAdminListensOnLoopbackByDefault(t *testing.T) {
 	defer hs.Close()
 	w := startWorker(t, apiWorkerConfig("  url: redis://"+srv.addr()+"/0", "admin", hs.URL), nil)
 	eventually(t, 30*time.Second, "the admin server's address in the log", func() bool {
-		return strings.Contains(w.logs(), "127.0.0.1:9090")
+		return strings.Contains(w.Logs(), "127.0.0.1:9090")
 	})
-	for _, l := range strings.Split(w.logs(), "\n") {
+	for _, l := range strings.Split(w.Logs(), "\n") {
 		if strings.Contains(l, "admin server") && (strings.Contains(l, "0.0.0.0") || strings.Contains(l, "[::]")) {
 			t.Fatalf("the admin server is not on loopback: %s", l)
 		}

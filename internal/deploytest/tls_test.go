@@ -174,9 +174,9 @@ func TestWorkerOverTLS(t *testing.T) {
 		section := fmt.Sprintf("  url: rediss://%s/0\n  tls: {ca_file: %q}", srv.addr(), other.file)
 		w := startAdminWorker(t, apiWorkerConfig(section, queue, hs.URL))
 		eventually(t, 20*time.Second, "a clear TLS error in the log", func() bool {
-			return strings.Contains(w.logs(), "x509: certificate signed by unknown authority")
+			return strings.Contains(w.Logs(), "x509: certificate signed by unknown authority")
 		})
-		if got := w.get("/readyz"); got != "redis unreachable\n" {
+		if got := w.Get("/readyz"); got != "redis unreachable\n" {
 			t.Fatalf("/readyz = %q, want redis unreachable", got)
 		}
 	})
@@ -185,9 +185,9 @@ func TestWorkerOverTLS(t *testing.T) {
 		section := fmt.Sprintf("  url: redis://%s/0", srv.addr())
 		w := startAdminWorker(t, apiWorkerConfig(section, queue, hs.URL))
 		eventually(t, 20*time.Second, "an error in the log", func() bool {
-			return strings.Contains(w.logs(), "level=ERROR")
+			return strings.Contains(w.Logs(), "level=ERROR")
 		})
-		if got := w.get("/readyz"); got != "redis unreachable\n" {
+		if got := w.Get("/readyz"); got != "redis unreachable\n" {
 			t.Fatalf("/readyz = %q, want redis unreachable", got)
 		}
 	})

@@ -1,15 +1,10 @@
 package deploytest
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,12 +14,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/workerproc"
 )
 
 var (
 	buildOnce sync.Once
 	buildDir  string
 	buildErr  error
+	workerBin string
 )
 
 // workerBinary builds cmd/worker once per test process.
@@ -32,18 +29,14 @@ func workerBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "deploytest-worker")
-		if buildErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", filepath.Join(buildDir, "worker"), "../../cmd/worker").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/worker: %v\n%s", err, out)
+		if buildErr == nil {
+			workerBin, buildErr = workerproc.Build(buildDir)
 		}
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	return filepath.Join(buildDir, "worker")
+	return workerBin
 }
 
 type quietLogger struct{}
@@ -60,109 +53,35 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// proc is a running cmd/worker process.
-type proc struct {
-	cmd   *exec.Cmd
-	admin string
-	mu    sync.Mutex
-	log   bytes.Buffer
-	done  chan error
-}
-
 // startWorker runs the worker binary with yaml as its config file and extra
 // arguments; env is added to the environment. It does not wait for
 // readiness.
-func startWorker(t *testing.T, yaml string, args []string, env ...string) *proc {
+func startWorker(t *testing.T, yaml string, args []string, env ...string) *workerproc.Proc {
 	t.Helper()
-	cfg := filepath.Join(t.TempDir(), "worker.yaml")
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{done: make(chan error, 1)}
-	p.cmd = exec.Command(workerBinary(t), append([]string{"--config", cfg}, args...)...)
-	p.cmd.Env = append(os.Environ(), env...)
-	stderr, _ := p.cmd.StderrPipe()
-	p.cmd.Stdout = p.cmd.Stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.log.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-		}
-		p.done <- p.cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("worker log:\n%s", tail(p.logs(), 60))
-		}
-	})
-	return p
+	return workerproc.Start(t, workerBinary(t), yaml, args, env...)
 }
 
 // startAdminWorker starts the worker with an admin server on a free port and
 // waits until the admin server answers.
-func startAdminWorker(t *testing.T, yaml string, env ...string) *proc {
+func startAdminWorker(t *testing.T, yaml string, env ...string) *workerproc.Proc {
 	t.Helper()
-	admin := fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
-	p := startWorker(t, yaml, []string{"--admin-addr", admin}, env...)
-	p.admin = admin
-	eventually(t, 30*time.Second, "the admin server", func() bool { return p.get("/healthz") == "ok\n" })
+	p := startWorker(t, yaml, []string{"--admin-addr", fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))}, env...)
+	eventually(t, 30*time.Second, "the admin server", func() bool { return p.Get("/healthz") == "ok\n" })
 	return p
 }
 
 // startReadyWorker starts the worker with an admin server on a free port and
 // waits for /readyz.
-func startReadyWorker(t *testing.T, yaml string, env ...string) *proc {
+func startReadyWorker(t *testing.T, yaml string, env ...string) *workerproc.Proc {
 	t.Helper()
-	admin := fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
-	p := startWorker(t, yaml, []string{"--admin-addr", admin}, env...)
-	p.admin = admin
+	p := startWorker(t, yaml, []string{"--admin-addr", fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))}, env...)
 	eventually(t, 30*time.Second, "the worker to be ready", func() bool {
-		select {
-		case err := <-p.done:
-			p.done <- err
-			t.Fatalf("worker exited early: %v\n%s", err, p.logs())
-		default:
+		if done, err := p.Exited(); done {
+			t.Fatalf("worker exited early: %v\n%s", err, p.Logs())
 		}
-		return p.get("/readyz") == "ready\n"
+		return p.Get("/readyz") == "ready\n"
 	})
 	return p
-}
-
-func (p *proc) logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
-
-func (p *proc) get(path string) string {
-	resp, err := http.Get("http://" + p.admin + path)
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
-
-// exited waits up to d for the process to exit and returns its error.
-func (p *proc) exited(t *testing.T, d time.Duration) error {
-	t.Helper()
-	select {
-	case err := <-p.done:
-		p.done <- err
-		return err
-	case <-time.After(d):
-		t.Fatalf("worker did not exit within %v; log:\n%s", d, p.logs())
-		return nil
-	}
 }
 
 // fakeAPI counts its concurrent requests and records each task's "n" it

@@ -20,6 +20,7 @@ import (
 
 	"github.com/slotguard/slotguard/internal/redistest"
 	"github.com/slotguard/slotguard/internal/wait"
+	"github.com/slotguard/slotguard/internal/workerproc"
 	"github.com/slotguard/slotguard/limiter"
 )
 
@@ -30,10 +31,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	workerBin = filepath.Join(dir, "worker")
-	build := exec.Command("go", "build", "-o", workerBin, "github.com/slotguard/slotguard/cmd/worker")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build cmd/worker: %v\n%s", err, out)
+	if workerBin, err = workerproc.Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
