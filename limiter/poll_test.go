@@ -1,6 +1,7 @@
 package limiter
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -127,6 +128,59 @@ func TestAGrantThatExpiredBeforeItWasTakenUpIsNotUsed(t *testing.T) {
 		}
 		if info := mustInfo(t, s); info.Held != 1 || info.Holders[0].Token != r.p.Token() {
 			t.Fatalf("after the real grant: %+v", info)
+		}
+		mustRelease(t, r.p)
+	})
+}
+
+func TestPollSparesAGrantWhoseQueueingReplyIsStillOnItsWay(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		// This value's second queueing call runs on the server, but its
+		// reply is late. The token is granted meanwhile, and a poll for the
+		// value's other waiter sees the grant not taken up: it must not
+		// give on a slot whose Acquire is still running.
+		const delay = 500 * time.Millisecond
+		f := redistest.NewFaulty(b.Client, func(call int) redistest.Fault {
+			if call == 2 {
+				return redistest.SlowReply
+			}
+			return redistest.Pass
+		})
+		f.Delay = delay
+		f.Only = func(args []any) bool { return slices.Contains(args, any("wait")) }
+		s, err := New(f, "latequeue", 2, &Options{Prefix: b.Prefix, SleepDelay: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := newSem(t, b, "latequeue", 2, nil)
+		hold := mustAcquire(t, other, WithWeight(2))
+		first := acquireAsync(t.Context(), s)
+		waitingIs(t, s, 1)
+		late := acquireAsync(t.Context(), s)
+		waitingIs(t, s, 2)
+		third := acquireAsync(t.Context(), s) // keeps the poll running
+		waitingIs(t, s, 3)
+		mustRelease(t, hold) // grants first and late; third waits
+
+		p1, p2 := recv(t, first, 3*time.Second), recv(t, late, 3*time.Second)
+		if p1.err != nil || p2.err != nil {
+			t.Fatalf("first: %v, late: %v", p1.err, p2.err)
+		}
+		info := mustInfo(t, s)
+		if info.Held != 2 || info.Waiting != 1 {
+			t.Fatalf("with two permits out: %+v", info)
+		}
+		for _, p := range []*Permit{p1.p, p2.p} {
+			if !slices.ContainsFunc(info.Holders, func(h Holder) bool { return h.Token == p.Token() }) {
+				t.Fatalf("permit %s was returned but its slot went to %+v", p.Token(), info.Holders)
+			}
+		}
+		notYet(t, third, delay)
+		mustRelease(t, p2.p)
+		mustRelease(t, p1.p)
+		r := recv(t, third, 3*time.Second)
+		if r.err != nil {
+			t.Fatal(r.err)
 		}
 		mustRelease(t, r.p)
 	})

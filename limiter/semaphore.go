@@ -114,6 +114,9 @@ func (s *Semaphore) Acquire(ctx context.Context, opts ...AcquireOption) (*Permit
 		ready = nil // live before the call: no grant can have been missed
 	default:
 	}
+	// Known to the poll before the first call: a grant that call's reply
+	// has not yet told of is this Acquire's, not an orphan to give on.
+	s.track(w)
 	defer s.removeWaiter(w)
 	queued := false
 ask:
@@ -144,7 +147,7 @@ ask:
 			continue // it expired before this process saw it: ask again
 		case !queued:
 			w.queued(sent, r.fence)
-			s.addWaiter(w, r.nextExpiry)
+			s.startPolling(r.nextExpiry)
 			queued = true
 		default:
 			w.queued(sent, r.fence)

@@ -36,12 +36,20 @@ func (w *waiter) lastErr() error {
 	return w.err
 }
 
-// addWaiter queues w for the safety-net poller, starting the poller when w is
-// this semaphore's first local waiter. hint is the time until the earliest
-// lease expires (negative for none): a poll then hands that slot on.
-func (s *Semaphore) addWaiter(w *waiter, hint time.Duration) {
+// track makes w known to the safety-net poller before w's first call to
+// Redis: from then on a grant to w's token is delivered to w, never given on
+// as an orphan, even while that call's reply is still on its way.
+func (s *Semaphore) track(w *waiter) {
 	s.mu.Lock()
 	s.waiters[w.token] = w
+	s.mu.Unlock()
+}
+
+// startPolling starts the safety-net poller, once a tracked waiter is
+// queued, unless it is running. hint is the time until the earliest lease
+// expires (negative for none): a poll then hands that slot on.
+func (s *Semaphore) startPolling(hint time.Duration) {
+	s.mu.Lock()
 	start := !s.polling
 	s.polling = true
 	s.mu.Unlock()

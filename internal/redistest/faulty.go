@@ -21,6 +21,11 @@ type Faulty struct {
 	// Delay is how long a SlowReply fault holds a reply back.
 	Delay time.Duration
 
+	// Only, when set, picks the script calls the plan is asked about (by
+	// their arguments); the others pass and are not counted. Set it before
+	// the client is used.
+	Only func(args []any) bool
+
 	mu    sync.Mutex
 	plan  func(call int) Fault
 	call  int
@@ -56,7 +61,10 @@ func (f *Faulty) SetPlan(plan func(call int) Fault) {
 	f.mu.Unlock()
 }
 
-func (f *Faulty) next() Fault {
+func (f *Faulty) next(args []any) Fault {
+	if f.Only != nil && !f.Only(args) {
+		return Pass
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.carry != nil {
@@ -86,12 +94,12 @@ func (f *Faulty) inject(cmd *redis.Cmd, fault Fault) *redis.Cmd {
 
 // EvalSha runs or fails the script as the plan says.
 func (f *Faulty) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
-	fault := f.next()
+	fault := f.next(args)
 	if fault == FailBefore {
 		return f.inject(nil, fault)
 	}
 	cmd := f.Client.EvalSha(ctx, sha, keys, args...)
-	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") && (f.Only == nil || f.Only(args)) {
 		f.mu.Lock()
 		f.carry = &fault
 		f.mu.Unlock()
@@ -102,7 +110,7 @@ func (f *Faulty) EvalSha(ctx context.Context, sha string, keys []string, args ..
 
 // Eval runs or fails the script as the plan says.
 func (f *Faulty) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	fault := f.next()
+	fault := f.next(args)
 	if fault == FailBefore {
 		return f.inject(nil, fault)
 	}
