@@ -2,6 +2,7 @@ package limiter
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -117,3 +118,22 @@ func redistestClient(t *testing.T, o *redis.Options) *redis.Client {
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
+
+// pollCalls picks s's poll calls for a [redistest.Faulty] (by poll.lua's
+// ARGV: channel, limit, waiter TTL, process ID).
+func pollCalls(s *Semaphore) func(args []any) bool {
+	return func(args []any) bool { return len(args) == 4 && args[3] == any(s.proc) }
+}
+
+// renewCalls picks renew calls for a [redistest.Faulty] (by renew.lua's
+// ARGV: channel, limit, token, lease ms).
+func renewCalls(args []any) bool {
+	if len(args) != 4 {
+		return false
+	}
+	_, token := args[2].(string)
+	return token
+}
+
+// queueingCalls picks acquire calls that may queue (mode "wait").
+func queueingCalls(args []any) bool { return slices.Contains(args, any("wait")) }

@@ -1,7 +1,9 @@
 package limiter
 
 import (
+	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,6 +94,29 @@ func TestRenewalFindingExpiredLeaseReportsLoss(t *testing.T) {
 		case <-p.Lost():
 		case <-time.After(2 * time.Second):
 			t.Fatal("a renewal that found no lease did not report the loss")
+		}
+	})
+}
+
+func TestConcurrentReleasesOfOnePermitBothSucceed(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		s := newSem(t, b, "doublerelease", 1, nil)
+		for i := range 100 {
+			p := mustAcquire(t, s)
+			var wg sync.WaitGroup
+			errs := make([]error, 2)
+			for j := range errs {
+				wg.Go(func() { errs[j] = p.Release(context.Background()) })
+			}
+			wg.Wait()
+			if errs[0] != nil || errs[1] != nil {
+				t.Fatalf("round %d: concurrent releases returned %v and %v", i, errs[0], errs[1])
+			}
+			select {
+			case <-p.Lost():
+				t.Fatalf("round %d: Lost closed after a successful release", i)
+			default:
+			}
 		}
 	})
 }

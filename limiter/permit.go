@@ -24,9 +24,13 @@ type Permit struct {
 	timer    *time.Timer // the next renewal
 	expiry   *time.Timer // closes Lost at deadline, whatever a renewal is doing
 	deadline time.Time   // when this process must stop: the lease's end, less a margin
+	end      time.Time   // the lease's end: Redis may give the slot on after it
 	stopped  bool        // no more renewals: Release began, or the lease is lost
 	isLost   bool
 	released bool
+
+	// releaseMu makes a second Release wait for the first one's outcome.
+	releaseMu sync.Mutex
 }
 
 // Token returns the permit's unique holder ID, as shown by [Semaphore.Info].
@@ -62,6 +66,7 @@ func (s *Semaphore) newPermit(token string, cfg acquireConfig, fence int64, sent
 		ctx:      ctx,
 		cancel:   cancel,
 		deadline: localDeadline(sent, lease),
+		end:      sent.Add(lease),
 	}
 	s.mu.Lock()
 	s.permits[token] = p
@@ -112,7 +117,7 @@ func (p *Permit) renewOnce() {
 	p.mu.Unlock()
 	sent := time.Now()
 	ctx, cancel := context.WithTimeout(p.ctx, wait)
-	lease, err := s.renewLease(ctx, p.token)
+	lease, _, err := s.renewLease(ctx, p.token)
 	cancel()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -121,7 +126,7 @@ func (p *Permit) renewOnce() {
 	}
 	switch {
 	case err == nil && lease > 0:
-		p.deadline = localDeadline(sent, lease)
+		p.deadline, p.end = localDeadline(sent, lease), sent.Add(lease)
 		p.expiry.Reset(time.Until(p.deadline))
 		p.timer.Reset(s.opts.RenewInterval)
 	case err == nil || !time.Now().Before(p.deadline):
@@ -131,7 +136,9 @@ func (p *Permit) renewOnce() {
 	}
 }
 
-// loseLocked stops renewals and closes Lost.
+// loseLocked stops renewals and closes Lost. The poller keeps counting the
+// permit as taken up until its lease has surely ended, so that it never
+// gives the slot on during the margin its holder has to stop.
 func (p *Permit) loseLocked() {
 	p.stopped = true
 	p.timer.Stop()
@@ -140,7 +147,7 @@ func (p *Permit) loseLocked() {
 		p.isLost = true
 		close(p.lost)
 	}
-	p.sem.forget(p.token)
+	time.AfterFunc(time.Until(p.end), func() { p.sem.forget(p.token) })
 }
 
 func (s *Semaphore) forget(token string) {
@@ -157,6 +164,8 @@ func (s *Semaphore) forget(token string) {
 // wrapped Redis error when Redis failed: the permit then stays releasable,
 // and its slot comes back by itself one lease later.
 func (p *Permit) Release(ctx context.Context) error {
+	p.releaseMu.Lock()
+	defer p.releaseMu.Unlock()
 	p.mu.Lock()
 	if p.released {
 		p.mu.Unlock()

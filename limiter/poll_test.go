@@ -1,7 +1,9 @@
 package limiter
 
 import (
+	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -147,7 +149,7 @@ func TestPollSparesAGrantWhoseQueueingReplyIsStillOnItsWay(t *testing.T) {
 			return redistest.Pass
 		})
 		f.Delay = delay
-		f.Only = func(args []any) bool { return slices.Contains(args, any("wait")) }
+		f.Only = queueingCalls
 		s, err := New(f, "latequeue", 2, &Options{Prefix: b.Prefix, SleepDelay: 20 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
@@ -183,5 +185,171 @@ func TestPollSparesAGrantWhoseQueueingReplyIsStillOnItsWay(t *testing.T) {
 			t.Fatal(r.err)
 		}
 		mustRelease(t, r.p)
+	})
+}
+
+func TestWaitersDroppedWhileTheirProcessWasGoneQueueAgainWhenAnotherAcquireComesFirst(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		// A's process stops heartbeating (a partition, a long pause) until
+		// Redis drops A. Then a new Acquire B of the same value heartbeats
+		// the process before its next poll does: A must still queue again.
+		var partitioned atomic.Bool
+		f := redistest.NewFaulty(b.Client, func(int) redistest.Fault {
+			if partitioned.Load() {
+				return redistest.FailBefore
+			}
+			return redistest.Pass
+		})
+		s, err := New(f, "masked", 1, &Options{Prefix: b.Prefix, SleepDelay: 50 * time.Millisecond, WaiterTTL: 300 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Only = pollCalls(s)
+		other := newSem(t, b, "masked", 1, nil)
+		hold := mustAcquire(t, other)
+		a := acquireAsync(t.Context(), s)
+		waitingIs(t, s, 1)
+		partitioned.Store(true)
+		eventually(t, 5*time.Second, "Redis to drop A", func() bool {
+			if err := other.SetLimit(t.Context(), 1); err != nil { // any change reaps dead processes
+				t.Fatal(err)
+			}
+			return mustInfo(t, s).Waiting == 0
+		})
+		bch := acquireAsync(t.Context(), s)
+		waitingIs(t, s, 2) // B, and A again
+		partitioned.Store(false)
+		mustRelease(t, hold)
+		// A lost its place: it queued again behind B.
+		rb := recv(t, bch, 3*time.Second)
+		if rb.err != nil {
+			t.Fatal(rb.err)
+		}
+		notYet(t, a, 100*time.Millisecond)
+		mustRelease(t, rb.p)
+		ra := recv(t, a, 3*time.Second)
+		if ra.err != nil {
+			t.Fatal(ra.err)
+		}
+		mustRelease(t, ra.p)
+	})
+}
+
+func TestARejectionWhoseMessageWasLostArrivesByThePoll(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		s := newSem(t, b, "lostreject", 2, &Options{SleepDelay: 50 * time.Millisecond})
+		hold := mustAcquire(t, s)
+		ch := acquireAsync(t.Context(), s, WithWeight(2))
+		waitingIs(t, s, 1)
+		s.hub.unregister(onlyWaiter(t, s)) // its Pub/Sub message goes nowhere
+		if err := s.SetLimit(t.Context(), 1); err != nil {
+			t.Fatal(err)
+		}
+		if r := recv(t, ch, 3*time.Second); !errors.Is(r.err, ErrWeightAboveLimit) {
+			t.Fatalf("after a lowered limit: permit %v, err %v; want ErrWeightAboveLimit", r.p != nil, r.err)
+		}
+		mustRelease(t, hold)
+		// The rejection's record is gone with it.
+		eventually(t, 2*time.Second, "the rejection's record to go", func() bool {
+			return b.Client.ZCard(t.Context(), s.keys.keys[5]).Val() == 0 && b.Client.HLen(t.Context(), s.keys.keys[3]).Val() == 0
+		})
+	})
+}
+
+func TestAPermitCarriesTheFenceOfTheGrantItsTokenHolds(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		// A grant message that came twice (by Pub/Sub and by the poll) for a
+		// grant that had expired: the first copy sends the Acquire back to
+		// the queue, the second waits in its channel while the token is
+		// granted again. The permit must carry the new grant's fence.
+		slow := make(chan struct{})
+		f := redistest.NewFaulty(b.Client, func(call int) redistest.Fault {
+			if call == 2 {
+				close(slow)
+				return redistest.SlowReply
+			}
+			return redistest.Pass
+		})
+		f.Delay = 500 * time.Millisecond
+		f.Only = queueingCalls
+		s, err := New(f, "stalefence", 1, &Options{Prefix: b.Prefix, SleepDelay: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := newSem(t, b, "stalefence", 1, nil)
+		hold := mustAcquire(t, other)
+		a := acquireAsync(t.Context(), s)
+		waitingIs(t, s, 1)
+		token := onlyWaiter(t, s)
+		s.mu.Lock()
+		w := s.waiters[token]
+		s.mu.Unlock()
+		stale := grant{fence: hold.Fence(), lease: time.Second}
+		offer(w.ch, stale) // taken up: it had expired, so A asks again
+		<-slow
+		offer(w.ch, stale) // its copy, while A's second call is on its way
+		mustRelease(t, hold)
+		r := recv(t, a, 3*time.Second)
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		info := mustInfo(t, s)
+		if info.Held != 1 || info.Holders[0].Token != r.p.Token() || info.Holders[0].Fence != r.p.Fence() {
+			t.Fatalf("permit %s with fence %d; Redis: %+v", r.p.Token(), r.p.Fence(), info.Holders)
+		}
+		if r.p.Fence() <= hold.Fence() {
+			t.Fatalf("fence %d is not above the previous holder's %d", r.p.Fence(), hold.Fence())
+		}
+		mustRelease(t, r.p)
+	})
+}
+
+func TestThePollDoesNotGiveOnALostPermitsSlotBeforeItsLeaseEnds(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		// A handed-over permit that could never renew: Lost closes a tenth
+		// of its lease before Redis may give the slot on, and the poll
+		// (running for the waiter behind it) must leave that tenth alone.
+		const ttl = time.Second
+		f := redistest.NewFaulty(b.Client, func(int) redistest.Fault { return redistest.FailBefore })
+		var victim atomic.Value // the first token renewed: the first waiter's
+		f.Only = func(args []any) bool {
+			if !renewCalls(args) {
+				return false
+			}
+			victim.CompareAndSwap(nil, args[2])
+			return victim.Load() == args[2]
+		}
+		s, err := New(f, "lostmargin", 1, &Options{Prefix: b.Prefix, SleepDelay: 20 * time.Millisecond, WaiterTTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := newSem(t, b, "lostmargin", 1, nil)
+		hold := mustAcquire(t, other)
+		first := acquireAsync(t.Context(), s)
+		waitingIs(t, s, 1)
+		second := acquireAsync(t.Context(), s)
+		waitingIs(t, s, 2)
+		mustRelease(t, hold)
+		r1 := recv(t, first, 3*time.Second)
+		if r1.err != nil {
+			t.Fatal(r1.err)
+		}
+		select {
+		case <-r1.p.Lost():
+		case <-time.After(3 * ttl):
+			t.Fatal("a permit that could not renew was never lost")
+		}
+		lost := time.Now()
+		r2 := recv(t, second, 3*time.Second)
+		if r2.err != nil {
+			t.Fatal(r2.err)
+		}
+		if gap := time.Since(lost); gap < ttl/20 {
+			t.Fatalf("the slot went on %v after Lost closed; the holder was promised about %v", gap, ttl/10)
+		}
+		if err := r1.p.Release(t.Context()); !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("releasing the lost permit: %v", err)
+		}
+		mustRelease(t, r2.p)
 	})
 }

@@ -27,10 +27,14 @@ func (s *Semaphore) confirm(ctx context.Context, op string, p *Permit) (*Permit,
 	wait := pipe.Do(ctx, "WAIT", s.opts.SyncReplicas, s.opts.SyncTimeout.Milliseconds())
 	_, err := pipe.Exec(ctx)
 	var acked int64
+	var renewed []int64
+	if err == nil {
+		renewed, err = renew.Int64Slice()
+	}
 	if err == nil {
 		acked, err = wait.Int64()
 	}
-	if err == nil && renew.Val() == int64(0) {
+	if err == nil && (len(renewed) == 0 || renewed[0] == 0) {
 		err = ErrLeaseLost
 	}
 	if err == nil && acked < int64(s.opts.SyncReplicas) {

@@ -106,7 +106,7 @@ func (s *Semaphore) Acquire(ctx context.Context, opts ...AcquireOption) (*Permit
 		ctx, cancel = context.WithTimeoutCause(ctx, cfg.timeout, ErrTimeout)
 		defer cancel()
 	}
-	w := &waiter{token: s.newToken(), cfg: cfg, ch: make(chan grant, 1)}
+	w := newWaiter(s.newToken(), cfg)
 	ready := s.hub.register(w.token, w.ch)
 	defer s.hub.unregister(w.token)
 	select {
@@ -144,6 +144,7 @@ ask:
 			if !errors.Is(err, errExpired) {
 				return p, s.acquireErr(ctx, err)
 			}
+			drain(w.ch)
 			continue // it expired before this process saw it: ask again
 		case !queued:
 			w.queued(sent, r.fence)
@@ -151,6 +152,9 @@ ask:
 			queued = true
 		default:
 			w.queued(sent, r.fence)
+		}
+		if err == nil && r.revived {
+			s.rejoinAll(w) // this value's other waiters were dropped while it was gone
 		}
 		// Wait for a grant from Pub/Sub or from the poll.
 		var g grant
@@ -164,6 +168,8 @@ ask:
 				s.poke() // grants published before the subscription was live
 			case <-retry:
 				continue ask
+			case <-w.rejoin:
+				continue ask // dropped from the queue while this value was gone
 			case <-ctx.Done():
 				s.removeWaiter(w)
 				s.abandon(ctx, w.token)
@@ -171,6 +177,8 @@ ask:
 			}
 		}
 		if g.fence == 0 {
+			s.removeWaiter(w)
+			s.abandon(ctx, w.token) // clears the rejection's record
 			return nil, s.wrap("acquire", fmt.Errorf("%w: weight %d", ErrWeightAboveLimit, cfg.weight))
 		}
 		// A handed-over grant's lease runs to this value's proc expiry. A
@@ -188,7 +196,9 @@ ask:
 		if !errors.Is(err, errExpired) {
 			return p, s.acquireErr(ctx, err)
 		}
-		// The grant expired before it was taken up: ask again.
+		// The grant expired before it was taken up: ask again, dropping any
+		// copy of it that came by the other route.
+		drain(w.ch)
 	}
 }
 
@@ -208,8 +218,10 @@ var errExpired = errors.New("limiter: grant expired before it was taken up")
 // grant whose reply or message came so late that less than half its lease is
 // left by this process's clock (or whose sent time is zero) is first renewed,
 // so that no caller starts work on a grant that has already expired and gone
-// to someone else. It returns errExpired, having given the slot back, when
-// the grant had expired, and a wrapped Redis error (likewise) when a renewal
+// to someone else. A renewal also tells the fence of the grant token holds
+// now, which the permit carries (a late duplicate message may have named an
+// older one). It returns errExpired, having given the slot back, when the
+// grant had expired, and a wrapped Redis error (likewise) when a renewal
 // failed.
 func (s *Semaphore) hand(ctx context.Context, op, token string, cfg acquireConfig, fence int64, sent time.Time, lease time.Duration) (*Permit, error) {
 	for try := 0; time.Since(sent) > lease/2; try++ {
@@ -219,7 +231,7 @@ func (s *Semaphore) hand(ctx context.Context, op, token string, cfg acquireConfi
 		}
 		sent = time.Now()
 		var err error
-		lease, err = s.renewLease(ctx, token)
+		lease, fence, err = s.renewLease(ctx, token)
 		if err != nil {
 			s.abandon(ctx, token)
 			return nil, s.wrap(op, err)
@@ -282,11 +294,18 @@ func (s *Semaphore) SetLimit(ctx context.Context, limit int) error {
 	return s.wrap("set-limit", err)
 }
 
-// renewLease extends token's lease to a full Lease and returns it, or 0 when
-// token no longer holds a slot (its lease had expired).
-func (s *Semaphore) renewLease(ctx context.Context, token string) (time.Duration, error) {
-	n, err := scriptRenew.Run(ctx, s.rdb, s.keys.keys, s.keys.channel, s.limit, token, s.opts.Lease.Milliseconds()).Int64()
-	return ms(n), err
+// renewLease extends token's lease to a full Lease and returns it with the
+// grant's fence, or a zero lease when token no longer holds a slot (its
+// lease had expired).
+func (s *Semaphore) renewLease(ctx context.Context, token string) (time.Duration, int64, error) {
+	res, err := scriptRenew.Run(ctx, s.rdb, s.keys.keys, s.keys.channel, s.limit, token, s.opts.Lease.Milliseconds()).Int64Slice()
+	if err == nil && len(res) != 2 {
+		err = fmt.Errorf("limiter: unexpected renew reply %v", res)
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	return ms(res[0]), res[1], nil
 }
 
 // abandon gives back whatever token may hold or be queued for: the call that
@@ -303,6 +322,7 @@ const abandonTimeout = 2 * time.Second
 
 type acquireReply struct {
 	granted, rejected bool
+	revived           bool // this call gave the process its first live heartbeat
 	fence             int64
 	lease             time.Duration
 	nextExpiry        time.Duration // < 0: no holder
@@ -327,8 +347,8 @@ func (s *Semaphore) callAcquire(ctx context.Context, token string, cfg acquireCo
 		return acquireReply{rejected: true, limit: res[1]}, nil
 	}
 	r := acquireReply{nextExpiry: ms(res[1])}
-	if len(res) > 2 {
-		r.fence = res[2]
+	if len(res) > 3 {
+		r.fence, r.revived = res[2], res[3] == 1
 	}
 	return r, nil
 }

@@ -7,21 +7,22 @@ import (
 	"time"
 )
 
-// waiter is one Acquire queued in Redis by this process.
+// waiter is one Acquire queued in Redis by this process. Only its own
+// Acquire calls Redis for it; the poller and the hub only signal it.
 type waiter struct {
-	token string
-	cfg   acquireConfig
-	ch    chan grant // the first grant wins: from Pub/Sub or from a poll
+	token  string
+	cfg    acquireConfig
+	ch     chan grant    // the first grant wins: from Pub/Sub or from a poll
+	rejoin chan struct{} // Redis dropped this value's waiters: queue again
 
 	mu          sync.Mutex
 	err         error     // the last poll's Redis error, nil after a successful poll
 	queuedAt    time.Time // when the last call that left w queued was sent
 	queuedFence int64     // the last fence issued when that call ran
+}
 
-	// requeueMu orders requeue against Acquire's return, so that a waiter
-	// that was granted or gave up is never put back in the queue.
-	requeueMu sync.Mutex
-	gone      bool // Acquire has returned or is giving up
+func newWaiter(token string, cfg acquireConfig) *waiter {
+	return &waiter{token: token, cfg: cfg, ch: make(chan grant, 1), rejoin: make(chan struct{}, 1)}
 }
 
 func (w *waiter) setErr(err error) {
@@ -80,15 +81,38 @@ func (s *Semaphore) grantLiveUntil(w *waiter, fence int64) (time.Time, bool) {
 	return w.queuedAt.Add(s.opts.WaiterTTL), true
 }
 
-// removeWaiter marks w as finished, so that no poll queues it again, and
-// stops polling for it.
+// removeWaiter stops polling for w: from then on a grant to its token that
+// nobody took up is given on.
 func (s *Semaphore) removeWaiter(w *waiter) {
-	w.requeueMu.Lock()
-	w.gone = true
-	w.requeueMu.Unlock()
 	s.mu.Lock()
 	delete(s.waiters, w.token)
 	s.mu.Unlock()
+}
+
+// rejoinAll tells every waiter of this value but self to queue again:
+// its process had stopped heartbeating, and Redis dropped its waiters. A
+// waiter that was not dropped (it queued or was granted meanwhile) costs one
+// idempotent call.
+func (s *Semaphore) rejoinAll(self *waiter) {
+	for _, w := range s.snapshot() {
+		if w != self {
+			select {
+			case w.rejoin <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// drain empties a waiter's grant channel.
+func drain(ch chan grant) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
+	}
 }
 
 // poke asks the poller for an early poll.
@@ -178,9 +202,7 @@ func (s *Semaphore) poll() time.Duration {
 	if asInt(res[1]) == 0 {
 		// This value's proc had expired (its heartbeats failed for a
 		// WaiterTTL, or Redis lost its data): its waiters left the queue.
-		for _, w := range ws {
-			s.requeue(ctx, w)
-		}
+		s.rejoinAll(nil)
 	}
 	for i := 2; i < len(res); i += 3 {
 		token, _ := res[i].(string)
@@ -192,32 +214,11 @@ func (s *Semaphore) poll() time.Duration {
 		case w != nil:
 			offer(w.ch, g)
 		case p == nil:
-			// Granted to an acquire that has given up, whose own attempt to
-			// leave the queue failed: give the slot on.
+			// Granted to (or rejected for) an acquire that has given up,
+			// whose own attempt to leave the queue failed: give the slot on
+			// (or drop the rejection's record).
 			_ = scriptRelease.Run(ctx, s.rdb, s.keys.keys, s.keys.channel, s.limit, token).Err()
 		}
 	}
 	return ms(asInt(res[0]))
-}
-
-// requeue puts back a waiter that left the queue because its proc expired;
-// it joins at the tail, unless it was granted meanwhile.
-func (s *Semaphore) requeue(ctx context.Context, w *waiter) {
-	w.requeueMu.Lock()
-	defer w.requeueMu.Unlock()
-	if w.gone {
-		return
-	}
-	sent := time.Now()
-	r, err := s.callAcquire(ctx, w.token, w.cfg, "wait")
-	switch {
-	case err != nil:
-		w.setErr(err)
-	case !r.granted && !r.rejected:
-		w.queued(sent, r.fence)
-	case r.granted:
-		offer(w.ch, grant{fence: r.fence, lease: r.lease})
-	case r.rejected:
-		offer(w.ch, grant{})
-	}
 }

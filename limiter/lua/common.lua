@@ -8,8 +8,9 @@
 -- KEYS[4] data     HASH  token -> "weight:fence:label" (fence 0 while queued)
 -- KEYS[5] state    HASH  limit, used, fence, seq
 -- KEYS[6] fresh    ZSET  handed-over grants not yet taken up by their
---                        waiter, all scored 0 so that a process finds its
---                        own by prefix (ZRANGEBYLEX)
+--                        waiter, and rejections (data fence 0, not queued)
+--                        not yet seen by it, all scored 0 so that a process
+--                        finds its own by prefix (ZRANGEBYLEX)
 -- ARGV[1] channel on which grants are published
 -- ARGV[2] limit to store when none is stored yet
 
@@ -92,6 +93,13 @@ local function reap_procs(now)
   for _, p in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', int(now))) do
     dead[p] = true
     redis.call('ZREM', KEYS[3], p)
+    -- rejections nobody will collect (grants are reaped with their lease)
+    for _, token in ipairs(redis.call('ZRANGEBYLEX', KEYS[6], '[' .. p .. '.', '(' .. p .. '/')) do
+      if not redis.call('ZSCORE', KEYS[1], token) then
+        redis.call('ZREM', KEYS[6], token)
+        redis.call('HDEL', KEYS[4], token)
+      end
+    end
   end
   for _, token in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
     if dead[proc_of(token)] then drop_waiter(token) end
@@ -101,7 +109,8 @@ end
 -- promote grants slots to the head of the queue, in order, while the head
 -- fits. A head that does not fit stops the pass, so a large waiter is never
 -- overtaken by smaller ones behind it. A head heavier than the whole limit
--- can never fit and is rejected (published with fence 0). Each grant is
+-- can never fit and is rejected: published with fence 0, and kept in fresh
+-- (with data fence 0) until its process has seen it. Each grant is
 -- published as "token:fence:lease_ms" and kept in fresh until its waiter
 -- takes it up; its lease runs only until its process's heartbeat expiry, and
 -- the waiter extends it when it takes the grant, so a grant to a process
@@ -124,7 +133,9 @@ local function promote(now)
     else
       local w, _, label = parse(v)
       if w > limit then
-        drop_waiter(token)
+        redis.call('ZREM', KEYS[2], token)
+        redis.call('HSET', KEYS[4], token, int(w) .. ':0:' .. label)
+        redis.call('ZADD', KEYS[6], 0, token)
         out[#out + 1] = token .. ':0:0'
       elseif used + w > limit then
         break
@@ -162,7 +173,13 @@ local function holder_reply(token, now)
   return {1, fence, tonumber(exp) - now}
 end
 
--- heartbeat keeps token's process alive for ttl ms.
+-- heartbeat keeps token's process alive for ttl ms. It returns 1 when the
+-- process had no live heartbeat before (it is new, or it died and its
+-- waiters were dropped: they must queue again), else 0.
 local function heartbeat(token, now, ttl)
-  redis.call('ZADD', KEYS[3], int(now + ttl), proc_of(token))
+  local proc = proc_of(token)
+  local old = redis.call('ZSCORE', KEYS[3], proc)
+  redis.call('ZADD', KEYS[3], int(now + ttl), proc)
+  if old and tonumber(old) > now then return 0 end
+  return 1
 end

@@ -5,7 +5,8 @@
 -- {next_expiry, alive, token1, fence1, lease1, ...}: alive is 0 when the
 -- process had expired (its waiters were dropped and must queue again), and
 -- the triples are the grants handed to this process's waiters that none of
--- them has taken up yet (their Pub/Sub message may have been lost).
+-- them has taken up yet, and its rejections (fence and lease 0), whose
+-- Pub/Sub message may have been lost. A rejection is reported once.
 local now = now_ms()
 local proc = ARGV[4]
 local score = redis.call('ZSCORE', KEYS[3], proc)
@@ -24,6 +25,14 @@ for _, token in ipairs(redis.call('ZRANGEBYLEX', KEYS[6], '[' .. proc .. '.', '(
     out[#out + 1] = held[3]
   else
     redis.call('ZREM', KEYS[6], token)
+    local v = redis.call('HGET', KEYS[4], token)
+    local fence = v and select(2, parse(v))
+    if fence == 0 and not redis.call('ZSCORE', KEYS[2], token) then
+      redis.call('HDEL', KEYS[4], token)
+      out[#out + 1] = token
+      out[#out + 1] = 0
+      out[#out + 1] = 0
+    end
   end
 end
 return out

@@ -14,6 +14,10 @@ if redis.call('ZSCORE', KEYS[1], token) then
 elseif redis.call('ZSCORE', KEYS[2], token) then
   drop_waiter(token)
   result = 0
+else
+  -- a rejection's record, if any
+  redis.call('ZREM', KEYS[6], token)
+  redis.call('HDEL', KEYS[4], token)
 end
 promote(now)
 return result
