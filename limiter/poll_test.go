@@ -353,3 +353,45 @@ func TestThePollDoesNotGiveOnALostPermitsSlotBeforeItsLeaseEnds(t *testing.T) {
 		mustRelease(t, r2.p)
 	})
 }
+
+func TestAHandedOverGrantFoundByAnAcquireCallIsRenewedAtOnce(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		// The grant's message and the poll both miss the waiter, which
+		// then asks Redis again (as after a failed call or a rejoin) and
+		// is told it holds the slot, on a lease that runs only to its
+		// process's heartbeat expiry. The permit must renew it at once,
+		// not a RenewInterval later, after that short lease has run out.
+		const ttl = time.Second
+		f := redistest.NewFaulty(b.Client, func(int) redistest.Fault { return redistest.FailBefore })
+		s, err := New(f, "heldreply", 1, &Options{Prefix: b.Prefix, SleepDelay: 100 * time.Millisecond, WaiterTTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Only = pollCalls(s)
+		other := newSem(t, b, "heldreply", 1, nil)
+		hold := mustAcquire(t, other)
+		ch := acquireAsync(t.Context(), s)
+		waitingIs(t, s, 1)
+		token := onlyWaiter(t, s)
+		s.hub.unregister(token)
+		s.mu.Lock()
+		w := s.waiters[token]
+		s.mu.Unlock()
+		mustRelease(t, hold)
+		eventually(t, 2*time.Second, "the hand-over", func() bool { return mustInfo(t, s).Held == 1 })
+		w.rejoin <- struct{}{}
+		r := recv(t, ch, 2*time.Second)
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		select {
+		case <-r.p.Lost():
+			t.Fatal("the permit was lost at its hand-over lease's end")
+		case <-time.After(3 * ttl / 2):
+		}
+		if info := mustInfo(t, s); info.Held != 1 || info.Holders[0].LeaseLeft < s.opts.Lease/2 {
+			t.Fatalf("the hand-over lease was not renewed: %+v", info)
+		}
+		mustRelease(t, r.p)
+	})
+}

@@ -240,7 +240,13 @@ func (s *Semaphore) hand(ctx context.Context, op, token string, cfg acquireConfi
 			return nil, errExpired
 		}
 	}
-	return s.confirm(ctx, op, s.newPermit(token, cfg, fence, sent, lease, s.opts.RenewInterval))
+	first := s.opts.RenewInterval
+	if lease < s.opts.Lease {
+		// A hand-over's lease, which runs only to the process's heartbeat
+		// expiry: take it up (renew it to a full lease) at once.
+		first = 0
+	}
+	return s.confirm(ctx, op, s.newPermit(token, cfg, fence, sent, lease, first))
 }
 
 // TryAcquire takes a slot only if one is free now and nobody is queued for
