@@ -1,6 +1,7 @@
 package limiter
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"sync/atomic"
@@ -109,12 +110,16 @@ func TestAGrantThatExpiredBeforeItWasTakenUpIsNotUsed(t *testing.T) {
 		s.mu.Lock()
 		w := s.waiters[token]
 		s.mu.Unlock()
-		w.queued(time.Now().Add(-s.opts.WaiterTTL), 0) // as after a long wait
+		eventually(t, 2*time.Second, "the queueing reply", w.isQueued)
+		w.mu.Lock()
+		since := w.since
+		w.mu.Unlock()
+		w.queued(time.Now().Add(-s.opts.WaiterTTL), 0, since) // as after a long wait
 		offer(w.ch, grant{fence: 999, lease: time.Second})
 		notYet(t, ch, 300*time.Millisecond)
 		// A grant older than the last call that left the waiter queued (a
 		// late duplicate), however recent that call: not used either.
-		w.queued(time.Now(), 2000)
+		w.queued(time.Now(), 2000, since)
 		offer(w.ch, grant{fence: 1500, lease: time.Second})
 		notYet(t, ch, 300*time.Millisecond)
 		if info := mustInfo(t, s); info.Waiting != 1 || info.Held != 1 {
@@ -265,13 +270,13 @@ func TestAPermitCarriesTheFenceOfTheGrantItsTokenHolds(t *testing.T) {
 		slow := make(chan struct{})
 		f := redistest.NewFaulty(b.Client, func(call int) redistest.Fault {
 			if call == 2 {
-				close(slow)
 				return redistest.SlowReply
 			}
 			return redistest.Pass
 		})
 		f.Delay = 500 * time.Millisecond
 		f.Only = queueingCalls
+		f.Holding = func() { close(slow) }
 		s, err := New(f, "stalefence", 1, &Options{Prefix: b.Prefix, SleepDelay: 20 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
@@ -286,8 +291,9 @@ func TestAPermitCarriesTheFenceOfTheGrantItsTokenHolds(t *testing.T) {
 		s.mu.Unlock()
 		stale := grant{fence: hold.Fence(), lease: time.Second}
 		offer(w.ch, stale) // taken up: it had expired, so A asks again
-		<-slow
-		offer(w.ch, stale) // its copy, while A's second call is on its way
+		<-slow             // A's second call has run; its reply is held back
+		offer(w.ch, stale) // the copy, which A reads after that reply
+		// The token, still queued, is granted now, while the copy waits.
 		mustRelease(t, hold)
 		r := recv(t, a, 3*time.Second)
 		if r.err != nil {
@@ -393,5 +399,141 @@ func TestAHandedOverGrantFoundByAnAcquireCallIsRenewedAtOnce(t *testing.T) {
 			t.Fatalf("the hand-over lease was not renewed: %+v", info)
 		}
 		mustRelease(t, r.p)
+	})
+}
+
+func TestWaitersQueueAgainWhenTheReplyThatRevivedTheirProcessWasLost(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		// A is dropped while its process's polls fail. Then a new Acquire
+		// B of the same value heartbeats the process, but B's reply is
+		// lost and B gives up. The next poll must still tell A to queue
+		// again.
+		var partitioned, loseNext atomic.Bool
+		f := redistest.NewFaulty(b.Client, nil)
+		s, err := New(f, "revivallost", 1, &Options{Prefix: b.Prefix, SleepDelay: 50 * time.Millisecond, WaiterTTL: 300 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		isPoll := pollCalls(s)
+		f.Decide = func(args []any) redistest.Fault {
+			switch {
+			case isPoll(args) && partitioned.Load():
+				return redistest.FailBefore
+			case queueingCalls(args) && loseNext.CompareAndSwap(true, false):
+				return redistest.LoseReply
+			}
+			return redistest.Pass
+		}
+		other := newSem(t, b, "revivallost", 1, nil)
+		hold := mustAcquire(t, other)
+		a := acquireAsync(t.Context(), s)
+		waitingIs(t, s, 1)
+		partitioned.Store(true)
+		eventually(t, 5*time.Second, "Redis to drop A", func() bool {
+			if err := other.SetLimit(t.Context(), 1); err != nil { // any change reaps dead processes
+				t.Fatal(err)
+			}
+			return mustInfo(t, s).Waiting == 0
+		})
+		loseNext.Store(true)
+		if _, err := s.Acquire(t.Context()); !errors.Is(err, redistest.ErrInjected) {
+			t.Fatalf("B: %v, want the injected fault", err)
+		}
+		partitioned.Store(false)
+		waitingIs(t, s, 1) // A, again
+		mustRelease(t, hold)
+		r := recv(t, a, 3*time.Second)
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		mustRelease(t, r.p)
+	})
+}
+
+func TestManyWaitersOfANewProcessQueueWithOneCallEach(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		// The first queueing call starts the process's first incarnation;
+		// the waiters queued under it must not be sent to queue again.
+		const n = 50
+		var calls atomic.Int64
+		f := redistest.NewFaulty(b.Client, nil)
+		f.Decide = func(args []any) redistest.Fault {
+			if queueingCalls(args) {
+				calls.Add(1)
+			}
+			return redistest.Pass
+		}
+		s, err := New(f, "burst", 1, &Options{Prefix: b.Prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := newSem(t, b, "burst", 1, nil)
+		hold := mustAcquire(t, other)
+		errs := make(chan error, n)
+		for range n {
+			go func() {
+				p, err := s.Acquire(t.Context())
+				if err == nil {
+					err = p.Release(context.Background())
+				}
+				errs <- err
+			}()
+		}
+		waitingIs(t, s, n)
+		if got := calls.Load(); got != n {
+			t.Fatalf("%d waiters made %d queueing calls", n, got)
+		}
+		mustRelease(t, hold)
+		for range n {
+			select {
+			case err := <-errs:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("waiters stuck: %+v", mustInfo(t, s))
+			}
+		}
+		if got := calls.Load(); got != n {
+			t.Fatalf("%d waiters made %d queueing calls by the end", n, got)
+		}
+	})
+}
+
+func TestAWaiterThatLearnsOfItsRejectionFromACallLeavesTheQueue(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		// A queued waiter of weight 2 asks again (as when told to rejoin)
+		// after the limit fell to 1, and is rejected by that call. It must
+		// leave the queue, and leave no record behind.
+		s := newSem(t, b, "rejectcall", 2, &Options{SleepDelay: 50 * time.Millisecond})
+		other := newSem(t, b, "rejectcall", 2, nil)
+		hold := mustAcquire(t, other, WithWeight(2))
+		head := acquireAsync(t.Context(), other) // weight 1: fits the lowered limit, but no room
+		waitingIs(t, s, 1)
+		a := acquireAsync(t.Context(), s, WithWeight(2))
+		waitingIs(t, s, 2)
+		token := onlyWaiter(t, s)
+		s.mu.Lock()
+		w := s.waiters[token]
+		s.mu.Unlock()
+		if err := s.SetLimit(t.Context(), 1); err != nil {
+			t.Fatal(err)
+		}
+		w.rejoin <- struct{}{}
+		if r := recv(t, a, 3*time.Second); !errors.Is(r.err, ErrWeightAboveLimit) {
+			t.Fatalf("A: permit %v, err %v; want ErrWeightAboveLimit", r.p != nil, r.err)
+		}
+		if info := mustInfo(t, s); info.Waiting != 1 {
+			t.Fatalf("the rejected waiter is still queued: %+v", info)
+		}
+		mustRelease(t, hold)
+		r := recv(t, head, 3*time.Second)
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		mustRelease(t, r.p)
+		if n, d := b.Client.ZCard(t.Context(), s.keys.keys[5]).Val(), b.Client.HLen(t.Context(), s.keys.keys[3]).Val(); n != 0 || d != 0 {
+			t.Fatalf("left behind: %d in fresh, %d in data", n, d)
+		}
 	})
 }

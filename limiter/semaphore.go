@@ -32,6 +32,7 @@ type Semaphore struct {
 	waiters map[string]*waiter // this value's queued acquires
 	permits map[string]*Permit // this value's held permits
 	polling bool               // pollLoop is running
+	since   int64              // the latest known incarnation of proc in Redis
 	kick    chan struct{}      // wakes the poller early
 }
 
@@ -138,6 +139,10 @@ ask:
 			w.setErr(err)
 			retry = time.After(cfg.sleepDelay)
 		case r.rejected:
+			if queued {
+				s.removeWaiter(w)
+				s.abandon(ctx, w.token) // it may still be queued from before
+			}
 			return nil, s.wrap("acquire", fmt.Errorf("%w: weight %d, limit %d", ErrWeightAboveLimit, cfg.weight, r.limit))
 		case r.granted:
 			p, err := s.hand(ctx, "acquire", w.token, cfg, r.fence, sent, r.lease)
@@ -147,14 +152,14 @@ ask:
 			drain(w.ch)
 			continue // it expired before this process saw it: ask again
 		case !queued:
-			w.queued(sent, r.fence)
+			w.queued(sent, r.fence, r.since)
 			s.startPolling(r.nextExpiry)
 			queued = true
 		default:
-			w.queued(sent, r.fence)
+			w.queued(sent, r.fence, r.since)
 		}
-		if err == nil && r.revived {
-			s.rejoinAll(w) // this value's other waiters were dropped while it was gone
+		if err == nil {
+			s.noteIncarnation(w, r.since)
 		}
 		// Wait for a grant from Pub/Sub or from the poll.
 		var g grant
@@ -328,7 +333,7 @@ const abandonTimeout = 2 * time.Second
 
 type acquireReply struct {
 	granted, rejected bool
-	revived           bool // this call gave the process its first live heartbeat
+	since             int64 // the incarnation of the process it queued under
 	fence             int64
 	lease             time.Duration
 	nextExpiry        time.Duration // < 0: no holder
@@ -354,7 +359,7 @@ func (s *Semaphore) callAcquire(ctx context.Context, token string, cfg acquireCo
 	}
 	r := acquireReply{nextExpiry: ms(res[1])}
 	if len(res) > 3 {
-		r.fence, r.revived = res[2], res[3] == 1
+		r.fence, r.since = res[2], res[3]
 	}
 	return r, nil
 }

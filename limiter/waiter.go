@@ -13,12 +13,13 @@ type waiter struct {
 	token  string
 	cfg    acquireConfig
 	ch     chan grant    // the first grant wins: from Pub/Sub or from a poll
-	rejoin chan struct{} // Redis dropped this value's waiters: queue again
+	rejoin chan struct{} // w may have been dropped from the queue: queue again
 
 	mu          sync.Mutex
 	err         error     // the last poll's Redis error, nil after a successful poll
 	queuedAt    time.Time // when the last call that left w queued was sent
 	queuedFence int64     // the last fence issued when that call ran
+	since       int64     // the incarnation of this value's process it queued under
 }
 
 func newWaiter(token string, cfg acquireConfig) *waiter {
@@ -60,14 +61,21 @@ func (s *Semaphore) startPolling(hint time.Duration) {
 }
 
 // queued records that a call sent at sent found w queued (or queued it),
-// when fence was the last fencing token issued. A grant with a greater
-// fence was made after that call ran, and lives at least until its
-// process's heartbeat expiry, which that call set to at least sent +
-// WaiterTTL (by any clock running at this one's rate).
-func (w *waiter) queued(sent time.Time, fence int64) {
+// when fence was the last fencing token issued and since the incarnation of
+// w's process. A grant with a greater fence was made after that call ran,
+// and lives at least until its process's heartbeat expiry, which that call
+// set to at least sent + WaiterTTL (by any clock running at this one's
+// rate).
+func (w *waiter) queued(sent time.Time, fence, since int64) {
 	w.mu.Lock()
-	w.queuedAt, w.queuedFence = sent, fence
+	w.queuedAt, w.queuedFence, w.since = sent, fence, since
 	w.mu.Unlock()
+}
+
+func (w *waiter) isQueued() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.since != 0
 }
 
 // grantLiveUntil returns the time until which a grant to w with fence is
@@ -89,17 +97,36 @@ func (s *Semaphore) removeWaiter(w *waiter) {
 	s.mu.Unlock()
 }
 
-// rejoinAll tells every waiter of this value but self to queue again:
-// its process had stopped heartbeating, and Redis dropped its waiters. A
-// waiter that was not dropped (it queued or was granted meanwhile) costs one
-// idempotent call.
-func (s *Semaphore) rejoinAll(self *waiter) {
-	for _, w := range s.snapshot() {
-		if w != self {
-			select {
-			case w.rejoin <- struct{}{}:
-			default:
+// noteIncarnation takes the incarnation of this value's process reported
+// by a call: by w's own call that left it queued, or by a poll (w nil). The
+// process gets a new incarnation when its heartbeat lapsed, and Redis may
+// then have dropped the waiters queued under the old one: each is told to
+// queue again, which costs one idempotent call for a waiter that was not
+// dropped. A poll's report is the current one; a queueing reply older than
+// the latest known (it was on its way while the process was revived) sends
+// only w back. The waiters are scanned only when the incarnation changes.
+func (s *Semaphore) noteIncarnation(w *waiter, since int64) {
+	var stale []*waiter
+	s.mu.Lock()
+	switch {
+	case since == s.since:
+	case w != nil && since < s.since:
+		stale = append(stale, w)
+	default:
+		s.since = since
+		for _, o := range s.waiters {
+			o.mu.Lock()
+			if o.since != 0 && o.since != since {
+				stale = append(stale, o)
 			}
+			o.mu.Unlock()
+		}
+	}
+	s.mu.Unlock()
+	for _, o := range stale {
+		select {
+		case o.rejoin <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -147,16 +174,18 @@ func (s *Semaphore) pollLoop(hint time.Duration) {
 	}
 }
 
-// stillPolling reports whether there are waiters, marking the poller stopped
-// when there are none.
+// stillPolling reports whether there are queued waiters, marking the poller
+// stopped when there are none.
 func (s *Semaphore) stillPolling() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.waiters) == 0 {
-		s.polling = false
-		return false
+	for _, w := range s.waiters {
+		if w.isQueued() {
+			return true
+		}
 	}
-	return true
+	s.polling = false
+	return false
 }
 
 func (s *Semaphore) snapshot() []*waiter {
@@ -199,11 +228,9 @@ func (s *Semaphore) poll() time.Duration {
 	if err != nil {
 		return -1
 	}
-	if asInt(res[1]) == 0 {
-		// This value's proc had expired (its heartbeats failed for a
-		// WaiterTTL, or Redis lost its data): its waiters left the queue.
-		s.rejoinAll(nil)
-	}
+	// After heartbeats failed for a WaiterTTL, or Redis lost its data,
+	// this value's process has a new incarnation.
+	s.noteIncarnation(nil, asInt(res[1]))
 	for i := 2; i < len(res); i += 3 {
 		token, _ := res[i].(string)
 		g := grant{fence: asInt(res[i+1]), lease: ms(asInt(res[i+2]))}

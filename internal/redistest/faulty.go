@@ -3,6 +3,7 @@ package redistest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -26,10 +27,19 @@ type Faulty struct {
 	// the client is used.
 	Only func(args []any) bool
 
+	// Decide, when set, chooses each script call's fault from its
+	// arguments instead of the plan (and Only). Set it before the client
+	// is used.
+	Decide func(args []any) Fault
+
+	// Holding, when set, is called each time a SlowReply fault starts
+	// holding a reply back: the script has run on the server.
+	Holding func()
+
 	mu    sync.Mutex
 	plan  func(call int) Fault
 	call  int
-	carry *Fault // the fault of an EvalSha that NOSCRIPT sent on to Eval
+	carry map[string]Fault // faults of EvalSha calls that NOSCRIPT sent on to Eval, by their arguments
 }
 
 // Fault says what one script call does.
@@ -62,16 +72,21 @@ func (f *Faulty) SetPlan(plan func(call int) Fault) {
 }
 
 func (f *Faulty) next(args []any) Fault {
+	f.mu.Lock()
+	if fault, ok := f.carry[fmt.Sprint(args...)]; ok {
+		delete(f.carry, fmt.Sprint(args...))
+		f.mu.Unlock()
+		return fault
+	}
+	f.mu.Unlock()
+	if f.Decide != nil {
+		return f.Decide(args)
+	}
 	if f.Only != nil && !f.Only(args) {
 		return Pass
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.carry != nil {
-		fault := *f.carry
-		f.carry = nil
-		return fault
-	}
 	f.call++
 	if f.plan == nil {
 		return Pass
@@ -84,6 +99,9 @@ func (f *Faulty) inject(cmd *redis.Cmd, fault Fault) *redis.Cmd {
 	case Pass:
 		return cmd
 	case SlowReply:
+		if f.Holding != nil {
+			f.Holding()
+		}
 		time.Sleep(f.Delay)
 		return cmd
 	}
@@ -99,9 +117,12 @@ func (f *Faulty) EvalSha(ctx context.Context, sha string, keys []string, args ..
 		return f.inject(nil, fault)
 	}
 	cmd := f.Client.EvalSha(ctx, sha, keys, args...)
-	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") && (f.Only == nil || f.Only(args)) {
+	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
 		f.mu.Lock()
-		f.carry = &fault
+		if f.carry == nil {
+			f.carry = map[string]Fault{}
+		}
+		f.carry[fmt.Sprint(args...)] = fault
 		f.mu.Unlock()
 		return cmd
 	}

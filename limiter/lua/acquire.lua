@@ -4,11 +4,11 @@
 -- "wait"), ARGV[7] waiter TTL ms, ARGV[8] holder label.
 -- Returns {1, fence, lease_ms} when granted (also when token already held a
 -- slot, so a retried call after a lost reply is harmless), {0, next_expiry,
--- fence, revived} when not granted (queued in "wait" mode, or left in the
+-- fence, since} when not granted (queued in "wait" mode, or left in the
 -- queue; fence is the last fencing token issued, so any later grant has a
--- greater one; revived is 1 when this call gave the token's process its
--- first live heartbeat: any earlier waiters of that process were dropped
--- and must queue again), or {-1, limit} when the weight exceeds the limit.
+-- greater one; since is the incarnation of the token's process that it is
+-- queued under, 0 when not queued), or {-1, limit} when the weight exceeds
+-- the limit.
 local now = now_ms()
 local token, weight, lease = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local st = redis.call('HMGET', KEYS[5], 'limit', 'used')
@@ -27,8 +27,8 @@ if queued > 0 then
   held = holder_reply(token, now)
   if held then return held end
   if redis.call('ZSCORE', KEYS[2], token) then
-    local revived = heartbeat(token, now, tonumber(ARGV[7]))
-    return {0, next_expiry(now), tonumber(redis.call('HGET', KEYS[5], 'fence') or '0'), revived}
+    local since = heartbeat(proc_of(token), now, tonumber(ARGV[7]))
+    return {0, next_expiry(now), tonumber(redis.call('HGET', KEYS[5], 'fence') or '0'), since}
   end
   queued = redis.call('ZCARD', KEYS[2])
   used = used_of()
@@ -40,11 +40,11 @@ if queued == 0 and used + weight <= limit then
   redis.call('HSET', KEYS[4], token, int(weight) .. ':' .. int(fence) .. ':' .. ARGV[8])
   return {1, fence, lease}
 end
-local revived = 0
+local since = 0
 if ARGV[6] == 'wait' then
   local seq = redis.call('HINCRBY', KEYS[5], 'seq', 1)
-  revived = heartbeat(token, now, tonumber(ARGV[7]))
+  since = heartbeat(proc_of(token), now, tonumber(ARGV[7]))
   redis.call('ZADD', KEYS[2], seq, token)
   redis.call('HSET', KEYS[4], token, int(weight) .. ':0:' .. ARGV[8])
 end
-return {0, next_expiry(now), tonumber(redis.call('HGET', KEYS[5], 'fence') or '0'), revived}
+return {0, next_expiry(now), tonumber(redis.call('HGET', KEYS[5], 'fence') or '0'), since}

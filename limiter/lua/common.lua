@@ -6,7 +6,9 @@
 --                        lives while its process (the token's prefix before
 --                        the first '.') heartbeats
 -- KEYS[4] data     HASH  token -> "weight:fence:label" (fence 0 while queued)
--- KEYS[5] state    HASH  limit, used, fence, seq
+-- KEYS[5] state    HASH  limit, used, fence, seq, and since:<process> for
+--                        each process with a heartbeat entry (its
+--                        incarnation: see heartbeat)
 -- KEYS[6] fresh    ZSET  handed-over grants not yet taken up by their
 --                        waiter, and rejections (data fence 0, not queued)
 --                        not yet seen by it, all scored 0 so that a process
@@ -93,6 +95,7 @@ local function reap_procs(now)
   for _, p in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', int(now))) do
     dead[p] = true
     redis.call('ZREM', KEYS[3], p)
+    redis.call('HDEL', KEYS[5], 'since:' .. p)
     -- rejections nobody will collect (grants are reaped with their lease)
     for _, token in ipairs(redis.call('ZRANGEBYLEX', KEYS[6], '[' .. p .. '.', '(' .. p .. '/')) do
       if not redis.call('ZSCORE', KEYS[1], token) then
@@ -173,13 +176,19 @@ local function holder_reply(token, now)
   return {1, fence, tonumber(exp) - now}
 end
 
--- heartbeat keeps token's process alive for ttl ms. It returns 1 when the
--- process had no live heartbeat before (it is new, or it died and its
--- waiters were dropped: they must queue again), else 0.
-local function heartbeat(token, now, ttl)
-  local proc = proc_of(token)
+-- heartbeat keeps proc alive for ttl ms and returns its incarnation: the
+-- time (ms) at which its current run of live heartbeats began. A process
+-- whose heartbeat lapsed may have had its waiters dropped; its next
+-- heartbeat starts a new incarnation, and its waiters that queued under an
+-- older one must queue again.
+local function heartbeat(proc, now, ttl)
   local old = redis.call('ZSCORE', KEYS[3], proc)
   redis.call('ZADD', KEYS[3], int(now + ttl), proc)
-  if old and tonumber(old) > now then return 0 end
-  return 1
+  local field = 'since:' .. proc
+  local since = redis.call('HGET', KEYS[5], field)
+  if not since or not old or tonumber(old) <= now then
+    since = int(now)
+    redis.call('HSET', KEYS[5], field, since)
+  end
+  return tonumber(since)
 end

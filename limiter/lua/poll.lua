@@ -2,21 +2,19 @@
 -- grow with its number of waiters.
 -- KEYS: see common.lua. ARGV[3] waiter TTL ms, ARGV[4] process ID.
 -- Reaps, promotes, keeps the process alive, and returns
--- {next_expiry, alive, token1, fence1, lease1, ...}: alive is 0 when the
--- process had expired (its waiters were dropped and must queue again), and
--- the triples are the grants handed to this process's waiters that none of
--- them has taken up yet, and its rejections (fence and lease 0), whose
--- Pub/Sub message may have been lost. A rejection is reported once.
+-- {next_expiry, since, token1, fence1, lease1, ...}: since is the process's
+-- incarnation (its waiters queued under an older one may have been dropped
+-- and must queue again), and the triples are the grants handed to this
+-- process's waiters that none of them has taken up yet, and its rejections
+-- (fence and lease 0), whose Pub/Sub message may have been lost. A
+-- rejection is reported once.
 local now = now_ms()
 local proc = ARGV[4]
-local score = redis.call('ZSCORE', KEYS[3], proc)
-local alive = 1
-if not score or tonumber(score) <= now then alive = 0 end
 limit_of()
 reap(now)
-redis.call('ZADD', KEYS[3], int(now + tonumber(ARGV[3])), proc)
+local since = heartbeat(proc, now, tonumber(ARGV[3]))
 promote(now)
-local out = {next_expiry(now), alive}
+local out = {next_expiry(now), since}
 for _, token in ipairs(redis.call('ZRANGEBYLEX', KEYS[6], '[' .. proc .. '.', '(' .. proc .. '/')) do
   local held = holder_reply(token, now)
   if held then
