@@ -61,9 +61,11 @@ func TestNoisyTenantCannotTakeTheOthersSlots(t *testing.T) {
 		}
 	}
 	// acme's 40 tasks need at least 40 x 20ms / 2 = 400ms; each quiet
-	// tenant's 4 need 40ms, and must not wait behind acme's.
+	// tenant's 4 need 40ms, and must not wait behind acme's (then they
+	// would end with acme's last). Here they end at a fifth to a third of
+	// acme's time; two thirds leaves room for a loaded machine.
 	for _, q := range []string{"globex", "initech"} {
-		if rows[q].done >= rows["acme"].done/2 {
+		if rows[q].done >= rows["acme"].done*2/3 {
 			t.Errorf("%s done after %.2fs, not well before acme (%.2fs)", q, rows[q].done, rows["acme"].done)
 		}
 	}
