@@ -99,6 +99,8 @@ func (o Options) validate() error {
 		return invalid("AcquireTimeout must not be negative, got %v", o.AcquireTimeout)
 	case o.WaiterTTL < 0:
 		return invalid("WaiterTTL must not be negative, got %v", o.WaiterTTL)
+	case o.WaiterTTL > 0 && o.WaiterTTL < time.Millisecond:
+		return invalid("WaiterTTL must be at least 1ms, got %v", o.WaiterTTL)
 	case o.SyncReplicas < 0:
 		return invalid("SyncReplicas must not be negative, got %d", o.SyncReplicas)
 	case o.SyncTimeout < 0:

@@ -537,3 +537,48 @@ func TestAWaiterThatLearnsOfItsRejectionFromACallLeavesTheQueue(t *testing.T) {
 		}
 	})
 }
+
+func TestAnIncarnationThatWentDownInRedisDoesNotMakeWaitersLoop(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		// As after a failover to a server whose clock is behind: the
+		// incarnation Redis reports is older than the one this value knows.
+		var calls atomic.Int64
+		f := redistest.NewFaulty(b.Client, nil)
+		f.Decide = func(args []any) redistest.Fault {
+			if queueingCalls(args) {
+				calls.Add(1)
+			}
+			return redistest.Pass
+		}
+		s, err := New(f, "clockback", 1, &Options{Prefix: b.Prefix, SleepDelay: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := newSem(t, b, "clockback", 1, nil)
+		hold := mustAcquire(t, other)
+		first := acquireAsync(t.Context(), s)
+		waitingIs(t, s, 1)
+		field := "since:" + s.proc
+		since, err := b.Client.HGet(t.Context(), s.keys.keys[4], field).Int64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Client.HSet(t.Context(), s.keys.keys[4], field, since-5000).Err(); err != nil {
+			t.Fatal(err)
+		}
+		second := acquireAsync(t.Context(), s)
+		waitingIs(t, s, 2)
+		notYet(t, second, 300*time.Millisecond)
+		if got := calls.Load(); got > 4 {
+			t.Fatalf("two waiters made %d queueing calls in 300ms", got)
+		}
+		mustRelease(t, hold)
+		for _, ch := range []<-chan result{first, second} {
+			r := recv(t, ch, 3*time.Second)
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			mustRelease(t, r.p)
+		}
+	})
+}

@@ -159,7 +159,7 @@ ask:
 			w.queued(sent, r.fence, r.since)
 		}
 		if err == nil {
-			s.noteIncarnation(w, r.since)
+			s.noteIncarnation(r.since)
 		}
 		// Wait for a grant from Pub/Sub or from the poll.
 		var g grant

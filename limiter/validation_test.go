@@ -26,6 +26,7 @@ func TestInvalidArgumentsWriteNothing(t *testing.T) {
 			{"negative sleep delay", "x", 1, Options{SleepDelay: -time.Millisecond}},
 			{"negative acquire timeout", "x", 1, Options{AcquireTimeout: -time.Millisecond}},
 			{"negative waiter TTL", "x", 1, Options{WaiterTTL: -time.Millisecond}},
+			{"waiter TTL below 1ms", "x", 1, Options{SleepDelay: 100 * time.Microsecond, WaiterTTL: 500 * time.Microsecond}},
 			{"waiter TTL below two sleep delays", "x", 1, Options{SleepDelay: time.Second, WaiterTTL: time.Second}},
 		}
 		for _, tc := range cases {

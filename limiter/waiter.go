@@ -98,34 +98,33 @@ func (s *Semaphore) removeWaiter(w *waiter) {
 }
 
 // noteIncarnation takes the incarnation of this value's process reported
-// by a call: by w's own call that left it queued, or by a poll (w nil). The
-// process gets a new incarnation when its heartbeat lapsed, and Redis may
-// then have dropped the waiters queued under the old one: each is told to
-// queue again, which costs one idempotent call for a waiter that was not
-// dropped. A poll's report is the current one; a queueing reply older than
-// the latest known (it was on its way while the process was revived) sends
-// only w back. The waiters are scanned only when the incarnation changes.
-func (s *Semaphore) noteIncarnation(w *waiter, since int64) {
+// by a call: by a queueing call, or by a poll. The process gets a new
+// incarnation when its heartbeat lapsed, and Redis may then have dropped
+// the waiters queued under the old one: when the report differs from the
+// last one, each waiter queued under another incarnation is told to queue
+// again, which costs one idempotent call for a waiter that was not dropped.
+// A report that is out of date (a reply that was on its way while the
+// process was revived) costs each waiter at most one more such call, and
+// the next report puts it right; a report is never a reason to ask again
+// by itself, so a value that went down in Redis (a clock stepped back)
+// cannot make a waiter loop.
+func (s *Semaphore) noteIncarnation(since int64) {
 	var stale []*waiter
 	s.mu.Lock()
-	switch {
-	case since == s.since:
-	case w != nil && since < s.since:
-		stale = append(stale, w)
-	default:
+	if since != s.since {
 		s.since = since
-		for _, o := range s.waiters {
-			o.mu.Lock()
-			if o.since != 0 && o.since != since {
-				stale = append(stale, o)
+		for _, w := range s.waiters {
+			w.mu.Lock()
+			if w.since != 0 && w.since != since {
+				stale = append(stale, w)
 			}
-			o.mu.Unlock()
+			w.mu.Unlock()
 		}
 	}
 	s.mu.Unlock()
-	for _, o := range stale {
+	for _, w := range stale {
 		select {
-		case o.rejoin <- struct{}{}:
+		case w.rejoin <- struct{}{}:
 		default:
 		}
 	}
@@ -230,7 +229,7 @@ func (s *Semaphore) poll() time.Duration {
 	}
 	// After heartbeats failed for a WaiterTTL, or Redis lost its data,
 	// this value's process has a new incarnation.
-	s.noteIncarnation(nil, asInt(res[1]))
+	s.noteIncarnation(asInt(res[1]))
 	for i := 2; i < len(res); i += 3 {
 		token, _ := res[i].(string)
 		g := grant{fence: asInt(res[i+1]), lease: ms(asInt(res[i+2]))}
