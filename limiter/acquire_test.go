@@ -96,10 +96,7 @@ func TestTryAcquireNeverQueuesOrOvertakes(t *testing.T) {
 			t.Fatalf("TryAcquire queued itself: waiting = %d", n)
 		}
 		mustRelease(t, big)
-		r := recv(t, ch, 5*time.Second)
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
+		r := granted(t, ch, 5*time.Second)
 		mustRelease(t, r.p)
 	})
 }
@@ -191,10 +188,7 @@ func TestWakeOnReleaseWithoutPolling(t *testing.T) {
 			waitingIs(t, s, 1)
 			start := time.Now()
 			mustRelease(t, hold)
-			r := recv(t, ch, 2*time.Second)
-			if r.err != nil {
-				t.Fatal(r.err)
-			}
+			r := granted(t, ch, 2*time.Second)
 			if el := time.Since(start); el > time.Second {
 				t.Fatalf("round %d: hand-over took %v", i, el)
 			}

@@ -91,10 +91,7 @@ func TestDeadWaiterLeavesQueueAfterWaiterTTL(t *testing.T) {
 		mustRelease(t, hold)
 		// The slot goes to the dead head first (its grant is bounded by its
 		// waiter expiry), then on to the live waiter.
-		r := recv(t, live, 5*time.Second)
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
+		r := granted(t, live, 5*time.Second)
 		if el := time.Since(start); el > 300*time.Millisecond+time.Second {
 			t.Fatalf("dead waiter blocked the queue for %v", el)
 		}

@@ -101,6 +101,17 @@ func recv(t *testing.T, ch <-chan result, d time.Duration) result {
 	}
 }
 
+// granted waits for an acquire result, like recv, and fails the test when
+// it is an error.
+func granted(t *testing.T, ch <-chan result, d time.Duration) result {
+	t.Helper()
+	r := recv(t, ch, d)
+	if r.err != nil {
+		t.Fatalf("acquire: %v", r.err)
+	}
+	return r
+}
+
 func notYet(t *testing.T, ch <-chan result, d time.Duration) {
 	t.Helper()
 	select {

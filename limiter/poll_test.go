@@ -34,10 +34,7 @@ func TestPollDeliversAGrantWhoseMessageWasLost(t *testing.T) {
 		waitingIs(t, s, 1)
 		s.hub.unregister(onlyWaiter(t, s)) // its Pub/Sub message goes nowhere
 		mustRelease(t, hold)
-		r := recv(t, ch, 3*time.Second)
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
+		r := granted(t, ch, 3*time.Second)
 		info := mustInfo(t, s)
 		if info.Held != 1 || info.Holders[0].Token != r.p.Token() {
 			t.Fatalf("after the poll's delivery: %+v", info)
@@ -85,10 +82,7 @@ func TestPollGivesOnAGrantNobodyWaitsFor(t *testing.T) {
 		ch := acquireAsync(t.Context(), s)
 		waitingIs(t, s, 2)
 		mustRelease(t, hold)
-		r := recv(t, ch, 3*time.Second)
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
+		r := granted(t, ch, 3*time.Second)
 		if info := mustInfo(t, s); info.Held != 1 || info.Holders[0].Token != r.p.Token() {
 			t.Fatalf("the orphan's grant was not given on: %+v", info)
 		}
@@ -126,10 +120,7 @@ func TestAGrantThatExpiredBeforeItWasTakenUpIsNotUsed(t *testing.T) {
 			t.Fatalf("the waiter left the queue: %+v", info)
 		}
 		mustRelease(t, hold)
-		r := recv(t, ch, 5*time.Second)
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
+		r := granted(t, ch, 5*time.Second)
 		if r.p.Fence() == 999 {
 			t.Fatal("Acquire returned a grant it never took up")
 		}
@@ -185,10 +176,7 @@ func TestPollSparesAGrantWhoseQueueingReplyIsStillOnItsWay(t *testing.T) {
 		notYet(t, third, delay)
 		mustRelease(t, p2.p)
 		mustRelease(t, p1.p)
-		r := recv(t, third, 3*time.Second)
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
+		r := granted(t, third, 3*time.Second)
 		mustRelease(t, r.p)
 	})
 }
@@ -214,28 +202,16 @@ func TestWaitersDroppedWhileTheirProcessWasGoneQueueAgainWhenAnotherAcquireComes
 		hold := mustAcquire(t, other)
 		a := acquireAsync(t.Context(), s)
 		waitingIs(t, s, 1)
-		partitioned.Store(true)
-		eventually(t, 5*time.Second, "Redis to drop A", func() bool {
-			if err := other.SetLimit(t.Context(), 1); err != nil { // any change reaps dead processes
-				t.Fatal(err)
-			}
-			return mustInfo(t, s).Waiting == 0
-		})
+		partitionUntilDropped(t, s, other, &partitioned)
 		bch := acquireAsync(t.Context(), s)
 		waitingIs(t, s, 2) // B, and A again
 		partitioned.Store(false)
 		mustRelease(t, hold)
 		// A lost its place: it queued again behind B.
-		rb := recv(t, bch, 3*time.Second)
-		if rb.err != nil {
-			t.Fatal(rb.err)
-		}
+		rb := granted(t, bch, 3*time.Second)
 		notYet(t, a, 100*time.Millisecond)
 		mustRelease(t, rb.p)
-		ra := recv(t, a, 3*time.Second)
-		if ra.err != nil {
-			t.Fatal(ra.err)
-		}
+		ra := granted(t, a, 3*time.Second)
 		mustRelease(t, ra.p)
 	})
 }
@@ -295,10 +271,7 @@ func TestAPermitCarriesTheFenceOfTheGrantItsTokenHolds(t *testing.T) {
 		offer(w.ch, stale) // the copy, which A reads after that reply
 		// The token, still queued, is granted now, while the copy waits.
 		mustRelease(t, hold)
-		r := recv(t, a, 3*time.Second)
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
+		r := granted(t, a, 3*time.Second)
 		info := mustInfo(t, s)
 		if info.Held != 1 || info.Holders[0].Token != r.p.Token() || info.Holders[0].Fence != r.p.Fence() {
 			t.Fatalf("permit %s with fence %d; Redis: %+v", r.p.Token(), r.p.Fence(), info.Holders)
@@ -336,20 +309,14 @@ func TestThePollDoesNotGiveOnALostPermitsSlotBeforeItsLeaseEnds(t *testing.T) {
 		second := acquireAsync(t.Context(), s)
 		waitingIs(t, s, 2)
 		mustRelease(t, hold)
-		r1 := recv(t, first, 3*time.Second)
-		if r1.err != nil {
-			t.Fatal(r1.err)
-		}
+		r1 := granted(t, first, 3*time.Second)
 		select {
 		case <-r1.p.Lost():
 		case <-time.After(3 * ttl):
 			t.Fatal("a permit that could not renew was never lost")
 		}
 		lost := time.Now()
-		r2 := recv(t, second, 3*time.Second)
-		if r2.err != nil {
-			t.Fatal(r2.err)
-		}
+		r2 := granted(t, second, 3*time.Second)
 		if gap := time.Since(lost); gap < ttl/20 {
 			t.Fatalf("the slot went on %v after Lost closed; the holder was promised about %v", gap, ttl/10)
 		}
@@ -386,10 +353,7 @@ func TestAHandedOverGrantFoundByAnAcquireCallIsRenewedAtOnce(t *testing.T) {
 		mustRelease(t, hold)
 		eventually(t, 2*time.Second, "the hand-over", func() bool { return mustInfo(t, s).Held == 1 })
 		w.rejoin <- struct{}{}
-		r := recv(t, ch, 2*time.Second)
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
+		r := granted(t, ch, 2*time.Second)
 		select {
 		case <-r.p.Lost():
 			t.Fatal("the permit was lost at its hand-over lease's end")
@@ -428,13 +392,7 @@ func TestWaitersQueueAgainWhenTheReplyThatRevivedTheirProcessWasLost(t *testing.
 		hold := mustAcquire(t, other)
 		a := acquireAsync(t.Context(), s)
 		waitingIs(t, s, 1)
-		partitioned.Store(true)
-		eventually(t, 5*time.Second, "Redis to drop A", func() bool {
-			if err := other.SetLimit(t.Context(), 1); err != nil { // any change reaps dead processes
-				t.Fatal(err)
-			}
-			return mustInfo(t, s).Waiting == 0
-		})
+		partitionUntilDropped(t, s, other, &partitioned)
 		loseNext.Store(true)
 		if _, err := s.Acquire(t.Context()); !errors.Is(err, redistest.ErrInjected) {
 			t.Fatalf("B: %v, want the injected fault", err)
@@ -442,10 +400,7 @@ func TestWaitersQueueAgainWhenTheReplyThatRevivedTheirProcessWasLost(t *testing.
 		partitioned.Store(false)
 		waitingIs(t, s, 1) // A, again
 		mustRelease(t, hold)
-		r := recv(t, a, 3*time.Second)
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
+		r := granted(t, a, 3*time.Second)
 		mustRelease(t, r.p)
 	})
 }
@@ -527,10 +482,7 @@ func TestAWaiterThatLearnsOfItsRejectionFromACallLeavesTheQueue(t *testing.T) {
 			t.Fatalf("the rejected waiter is still queued: %+v", info)
 		}
 		mustRelease(t, hold)
-		r := recv(t, head, 3*time.Second)
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
+		r := granted(t, head, 3*time.Second)
 		mustRelease(t, r.p)
 		if n, d := b.Client.ZCard(t.Context(), s.keys.keys[5]).Val(), b.Client.HLen(t.Context(), s.keys.keys[3]).Val(); n != 0 || d != 0 {
 			t.Fatalf("left behind: %d in fresh, %d in data", n, d)
@@ -574,11 +526,22 @@ func TestAnIncarnationThatWentDownInRedisDoesNotMakeWaitersLoop(t *testing.T) {
 		}
 		mustRelease(t, hold)
 		for _, ch := range []<-chan result{first, second} {
-			r := recv(t, ch, 3*time.Second)
-			if r.err != nil {
-				t.Fatal(r.err)
-			}
+			r := granted(t, ch, 3*time.Second)
 			mustRelease(t, r.p)
 		}
+	})
+}
+
+// partitionUntilDropped makes s's polls fail (its Faulty client fails
+// them while partitioned is set) until Redis has dropped s's waiters, which
+// any change made through other reaps once s's heartbeat has lapsed.
+func partitionUntilDropped(t *testing.T, s, other *Semaphore, partitioned *atomic.Bool) {
+	t.Helper()
+	partitioned.Store(true)
+	eventually(t, 5*time.Second, "Redis to drop the waiters", func() bool {
+		if err := other.SetLimit(t.Context(), 1); err != nil {
+			t.Fatal(err)
+		}
+		return mustInfo(t, s).Waiting == 0
 	})
 }
