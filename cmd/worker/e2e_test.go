@@ -114,7 +114,7 @@ func TestThreeWorkersNeverExceedTheLimitAndCompleteEveryTask(t *testing.T) {
 	start := time.Now()
 	enqueueCalls(t, queue, tasks)
 	eventually(t, 90*time.Second, "every task to complete", func() bool {
-		return api.distinct() == tasks && queueEmpty(t, queue)
+		return api.Distinct() == tasks && queueEmpty(t, queue)
 	})
 	took := time.Since(start)
 	if p := api.peak.Load(); p > limit || p < 2 {
@@ -143,7 +143,7 @@ func TestThreeWorkersNeverExceedTheLimitAndCompleteEveryTask(t *testing.T) {
 		t.Fatalf("workers report %v successes, want at least %d", success, tasks)
 	}
 	t.Logf("%d tasks through 3 workers in %v (ideal %v); API peak %d of %d; duplicates %d",
-		tasks, took.Round(time.Millisecond), time.Duration(tasks/limit)*api.delay, api.peak.Load(), limit, api.duplicates())
+		tasks, took.Round(time.Millisecond), time.Duration(tasks/limit)*api.delay, api.peak.Load(), limit, api.Duplicates())
 }
 
 func TestSIGTERMDuringLoadLosesNoTaskAndLeaksNoSlot(t *testing.T) {
@@ -156,7 +156,7 @@ func TestSIGTERMDuringLoadLosesNoTaskAndLeaksNoSlot(t *testing.T) {
 	cfg := apiConfig(asynqtest.DB(t), b.Prefix, queue, srv.URL, limit, "")
 	w := startWorker(t, cfg)
 	enqueueCalls(t, queue, tasks)
-	eventually(t, 20*time.Second, "some tasks to complete", func() bool { return api.distinct() >= 4 })
+	eventually(t, 20*time.Second, "some tasks to complete", func() bool { return api.Distinct() >= 4 })
 	w.Signal(syscall.SIGTERM)
 	if err := w.Wait(t, 20*time.Second); err != nil {
 		t.Fatalf("worker exited with %v after SIGTERM", err)
@@ -164,7 +164,7 @@ func TestSIGTERMDuringLoadLosesNoTaskAndLeaksNoSlot(t *testing.T) {
 	if held := heldSlots(t, b.Prefix, "api"); held != 0 {
 		t.Fatalf("%d slots still held after a graceful shutdown", held)
 	}
-	done := api.distinct()
+	done := api.Distinct()
 	if done == tasks {
 		t.Fatal("every task finished before the signal; the test proves nothing")
 	}
@@ -173,7 +173,7 @@ func TestSIGTERMDuringLoadLosesNoTaskAndLeaksNoSlot(t *testing.T) {
 	}
 	// Nothing was lost: a new worker finishes the rest.
 	startWorker(t, cfg)
-	eventually(t, 60*time.Second, "the rest to complete", func() bool { return api.distinct() == tasks && queueEmpty(t, queue) })
+	eventually(t, 60*time.Second, "the rest to complete", func() bool { return api.Distinct() == tasks && queueEmpty(t, queue) })
 	if n := archived(t, queue); n != 0 {
 		t.Fatalf("%d tasks archived", n)
 	}
@@ -202,7 +202,7 @@ func TestHTTP429IsRequeuedWithoutSpendingRetries(t *testing.T) {
 	start := time.Now()
 	enqueueCalls(t, queue, tasks, asynq.MaxRetry(0)) // a failure would archive at once
 	eventually(t, 30*time.Second, "every task to complete after its 429", func() bool {
-		return api.distinct() == tasks && queueEmpty(t, queue)
+		return api.Distinct() == tasks && queueEmpty(t, queue)
 	})
 	if took := time.Since(start); took < time.Second/2 {
 		t.Fatalf("finished in %v: the Retry-After delay was ignored", took)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/slotguard/slotguard/internal/asynqtest"
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/tally"
 	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/internal/workerproc"
 )
@@ -52,27 +53,22 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 // fakeAPI counts its concurrent requests and records the payload's "n" of
 // each request it served.
 type fakeAPI struct {
+	tally.Served
 	inflight, peak, total atomic.Int64
 	delay                 time.Duration
 	reply                 func(n string) (status int, header http.Header)
 	mu                    sync.Mutex
-	served                map[string]int
 	seen                  []http.Header
 }
 
 func newFakeAPI(delay time.Duration) *fakeAPI {
-	return &fakeAPI{delay: delay, served: map[string]int{}}
+	return &fakeAPI{delay: delay}
 }
 
 func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := a.inflight.Add(1)
 	defer a.inflight.Add(-1)
-	for {
-		p := a.peak.Load()
-		if now <= p || a.peak.CompareAndSwap(p, now) {
-			break
-		}
-	}
+	tally.RaiseMax(&a.peak, now)
 	a.total.Add(1)
 	time.Sleep(a.delay)
 	n := strings.TrimPrefix(r.URL.Path, "/call/")
@@ -87,24 +83,8 @@ func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	a.seen = append(a.seen, r.Header.Clone())
 	if status == http.StatusOK {
-		a.served[n]++
+		a.Add(n)
 	}
 	a.mu.Unlock()
 	w.WriteHeader(status)
-}
-
-func (a *fakeAPI) distinct() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.served)
-}
-
-func (a *fakeAPI) duplicates() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	d := 0
-	for _, c := range a.served {
-		d += c - 1
-	}
-	return d
 }

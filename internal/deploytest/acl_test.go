@@ -40,7 +40,7 @@ func aclWorkload(t *testing.T, addr, user, pass string, admin *redis.Client) *fa
 	enqueueMixed(t, admin, queue, tasks)
 	eventually(t, 60*time.Second, "every task to run", func() bool {
 		ok, _ := queueDone(admin, queue)
-		return ok && api.distinct() == tasks
+		return ok && api.Distinct() == tasks
 	})
 	return api
 }
@@ -131,7 +131,7 @@ func TestACLWithoutTheLimiterKeysFailsClearly(t *testing.T) {
 		}
 		return false
 	})
-	if n := api.distinct(); n != 0 {
+	if n := api.Distinct(); n != 0 {
 		t.Fatalf("%d tasks ran without their slot", n)
 	}
 	ok, archived := queueDone(admin, "acl")

@@ -289,7 +289,7 @@ func TestClusterWorkerEndToEnd(t *testing.T) {
 				return false
 			}
 		}
-		return api.distinct() == tasks
+		return api.Distinct() == tasks
 	})
 	for _, q := range queues {
 		if _, archived := queueDone(cc, q); archived != 0 {
@@ -307,5 +307,5 @@ func TestClusterWorkerEndToEnd(t *testing.T) {
 		t.Fatalf("after the run: %+v, %v", info, err)
 	}
 	t.Log(fmt.Sprintf("cluster: %d tasks over 2 queues in 2 slots, peak %d of %d, %d requeues (%d moved to new IDs), %d duplicates, 0 archived",
-		tasks, api.peak.Load(), limit, requeued.Load(), moved.Load(), api.duplicates()))
+		tasks, api.peak.Load(), limit, requeued.Load(), moved.Load(), api.Duplicates()))
 }

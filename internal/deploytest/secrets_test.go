@@ -27,7 +27,7 @@ func TestSecretsStayOutOfLogsAndAdmin(t *testing.T) {
 		"      headers: {Authorization: \"Bearer ${API_TOKEN}\"}\nlog: {level: debug}\n"
 	w := startReadyWorker(t, cfg, "API_TOKEN="+token)
 	enqueueCallsOn(t, admin, "secrets", 5)
-	eventually(t, 30*time.Second, "every task to run", func() bool { return api.distinct() == 5 })
+	eventually(t, 30*time.Second, "every task to run", func() bool { return api.Distinct() == 5 })
 	api.mu.Lock()
 	got := api.headers[0].Get("Authorization")
 	api.mu.Unlock()

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/tally"
 	"github.com/slotguard/slotguard/limiter"
 )
 
@@ -103,8 +104,7 @@ func runOvershoot(t *testing.T, syncReplicas int) overshoot {
 		wg                                     sync.WaitGroup
 	)
 	raise := func(peak *atomic.Int64, now int64) {
-		for p := peak.Load(); now > p && !peak.CompareAndSwap(p, now); p = peak.Load() {
-		}
+		tally.RaiseMax(peak, now)
 	}
 	for range clients {
 		wg.Go(func() {

@@ -3,7 +3,6 @@ package deploytest
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,47 +10,28 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/slotguard/slotguard/internal/tally"
 	"github.com/slotguard/slotguard/limiter"
 	"github.com/slotguard/slotguard/worker"
 )
 
 // served counts a handler's concurrent runs and every task it completed.
 type served struct {
+	tally.Served
 	inflight, peak atomic.Int64
-	mu             sync.Mutex
-	done           map[string]int
 }
 
-func newServed() *served { return &served{done: map[string]int{}} }
+func newServed() *served { return &served{} }
 
 func (s *served) handler(d time.Duration) asynq.HandlerFunc {
 	return func(ctx context.Context, t *asynq.Task) error {
 		now := s.inflight.Add(1)
-		for p := s.peak.Load(); now > p && !s.peak.CompareAndSwap(p, now); p = s.peak.Load() {
-		}
+		tally.RaiseMax(&s.peak, now)
 		time.Sleep(d)
 		s.inflight.Add(-1)
-		s.mu.Lock()
-		s.done[string(t.Payload())]++
-		s.mu.Unlock()
+		s.Add(string(t.Payload()))
 		return nil
 	}
-}
-
-func (s *served) distinct() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.done)
-}
-
-func (s *served) duplicates() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, c := range s.done {
-		n += c - 1
-	}
-	return n
 }
 
 // queueDone reports whether queue has no pending, active, scheduled or retry
@@ -114,12 +94,12 @@ func TestSentinelFailoverWorkersFollowAndLoseNoTask(t *testing.T) {
 		Rules: []worker.Rule{{Name: "api", TaskTypes: []string{"api:*"}, Limit: limit}}}
 	guardServers(t, rdb, cfg, queue, 2, api.handler(20*time.Millisecond))
 
-	eventually(t, 30*time.Second, "a third of the tasks to run", func() bool { return api.distinct() >= tasks/3 })
-	before := api.distinct()
+	eventually(t, 30*time.Second, "a third of the tasks to run", func() bool { return api.Distinct() >= tasks/3 })
+	before := api.Distinct()
 	killed := time.Now()
 	s.master.kill()
 	promoted := s.waitPromoted(t, killed)
-	eventually(t, 20*time.Second, "tasks to run on the new master", func() bool { return api.distinct() > before+limit })
+	eventually(t, 20*time.Second, "tasks to run on the new master", func() bool { return api.Distinct() > before+limit })
 	resumed := time.Since(killed)
 	// A completion the old master acknowledged but never replicated leaves
 	// its task active on the new master until asynq's recoverer takes it
@@ -127,12 +107,12 @@ func TestSentinelFailoverWorkersFollowAndLoseNoTask(t *testing.T) {
 	deadline := time.Now().Add(150 * time.Second)
 	for {
 		ok, _ := queueDone(rdb, queue)
-		if ok && api.distinct() == tasks {
+		if ok && api.Distinct() == tasks {
 			break
 		}
 		if time.Now().After(deadline) {
 			q, err := asynq.NewInspectorFromRedisClient(rdb).GetQueueInfo(queue)
-			t.Fatalf("not every task completed: %d of %d ran; queue %+v, %v", api.distinct(), tasks, q, err)
+			t.Fatalf("not every task completed: %d of %d ran; queue %+v, %v", api.Distinct(), tasks, q, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -150,5 +130,5 @@ func TestSentinelFailoverWorkersFollowAndLoseNoTask(t *testing.T) {
 	})
 	t.Logf("sentinel failover (master SIGKILLed once after %d of %d tasks): promoted after %v, tasks running again after %v, all done %v after; "+
 		"%d tasks run, 0 lost, 0 archived, peak %d of limit %d, %d duplicates, 0 slots leaked",
-		before, tasks, promoted.Round(time.Millisecond), resumed.Round(time.Millisecond), recovered.Round(time.Millisecond), tasks, api.peak.Load(), limit, api.duplicates())
+		before, tasks, promoted.Round(time.Millisecond), resumed.Round(time.Millisecond), recovered.Round(time.Millisecond), tasks, api.peak.Load(), limit, api.Duplicates())
 }

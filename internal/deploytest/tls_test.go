@@ -160,7 +160,7 @@ func TestWorkerOverTLS(t *testing.T) {
 		enqueueCallsOn(t, rdb, queue, tasks)
 		eventually(t, 30*time.Second, "every task to run", func() bool {
 			ok, _ := queueDone(rdb, queue)
-			return ok && api.distinct() == tasks
+			return ok && api.Distinct() == tasks
 		})
 		if p := api.peak.Load(); p > 2 {
 			t.Fatalf("%d calls at once; limit 2", p)

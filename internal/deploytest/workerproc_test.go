@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/tally"
 	"github.com/slotguard/slotguard/internal/workerproc"
 )
 
@@ -87,41 +88,24 @@ func startReadyWorker(t *testing.T, yaml string, env ...string) *workerproc.Proc
 // fakeAPI counts its concurrent requests and records each task's "n" it
 // served, and the request headers.
 type fakeAPI struct {
+	tally.Served
 	inflight, peak atomic.Int64
 	delay          time.Duration
 	mu             sync.Mutex
-	served         map[string]int
 	headers        []http.Header
 }
 
 func newFakeAPI(delay time.Duration) *fakeAPI {
-	return &fakeAPI{delay: delay, served: map[string]int{}}
+	return &fakeAPI{delay: delay}
 }
 
 func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := a.inflight.Add(1)
 	defer a.inflight.Add(-1)
-	for p := a.peak.Load(); now > p && !a.peak.CompareAndSwap(p, now); p = a.peak.Load() {
-	}
+	tally.RaiseMax(&a.peak, now)
 	time.Sleep(a.delay)
 	a.mu.Lock()
-	a.served[strings.TrimPrefix(r.URL.Path, "/call/")]++
+	a.Add(strings.TrimPrefix(r.URL.Path, "/call/"))
 	a.headers = append(a.headers, r.Header.Clone())
 	a.mu.Unlock()
-}
-
-func (a *fakeAPI) distinct() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.served)
-}
-
-func (a *fakeAPI) duplicates() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	d := 0
-	for _, c := range a.served {
-		d += c - 1
-	}
-	return d
 }

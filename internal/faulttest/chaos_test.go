@@ -48,17 +48,17 @@ func TestWorkerChaos(t *testing.T) {
 		kills++
 		procs[i] = startWorker(t, cfg)
 	}
-	doneAtChaosEnd, _ := api.count("")
+	doneAtChaosEnd, _ := api.Count("")
 	chaosEnd := time.Now()
 	t.Logf("chaos: %d SIGKILLs and restarts in %v; %d of %d tasks done by then",
 		kills, chaosEnd.Sub(start).Round(time.Millisecond), doneAtChaosEnd, tasks)
 
 	eventually(t, 210*time.Second, "every task to complete after the chaos", func() bool {
-		n, _ := api.count("")
+		n, _ := api.Count("")
 		return n == tasks && drained(rdb)
 	})
 	end := time.Now()
-	distinct, dups := api.count("")
+	distinct, dups := api.Count("")
 	if n := archived(t, rdb); n != 0 {
 		t.Fatalf("%d tasks archived", n)
 	}

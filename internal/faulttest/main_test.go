@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/tally"
 	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/internal/workerproc"
 	"github.com/slotguard/slotguard/limiter"
@@ -176,9 +177,9 @@ type fakeAPI struct {
 	// delay, and counts as in flight, whatever the client does.
 	abortOnHangup bool
 
+	tally.Served
 	inflight, peak, requests atomic.Int64
 	mu                       sync.Mutex
-	served                   map[string]int
 	calling                  map[string]int // "n" -> calls in flight
 	peakAt                   time.Time      // when the peak was first reached
 	peakCalls                []string       // the calls in flight then
@@ -186,7 +187,7 @@ type fakeAPI struct {
 
 func newAPI(t *testing.T, delay time.Duration) (*fakeAPI, string) {
 	t.Helper()
-	a := &fakeAPI{delay: delay, served: map[string]int{}, calling: map[string]int{}}
+	a := &fakeAPI{delay: delay, calling: map[string]int{}}
 	srv := httptest.NewServer(a)
 	t.Cleanup(srv.Close)
 	return a, srv.URL
@@ -195,8 +196,7 @@ func newAPI(t *testing.T, delay time.Duration) (*fakeAPI, string) {
 func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := a.inflight.Add(1)
 	defer a.inflight.Add(-1)
-	for p := a.peak.Load(); now > p && !a.peak.CompareAndSwap(p, now); p = a.peak.Load() {
-	}
+	tally.RaiseMax(&a.peak, now)
 	a.requests.Add(1)
 	n := strings.TrimPrefix(r.URL.Path, "/call/")
 	a.mu.Lock()
@@ -226,9 +226,7 @@ func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case <-hangup:
 		return
 	}
-	a.mu.Lock()
-	a.served[n]++
-	a.mu.Unlock()
+	a.Add(n)
 }
 
 // inCall returns the "n" of every call in flight.
@@ -267,20 +265,6 @@ func (a *fakeAPI) peakReport() string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return fmt.Sprintf("peak of %d distinct calls at %s: %v", len(a.peakCalls), a.peakAt.UTC().Format("15:04:05.000"), a.peakCalls)
-}
-
-// count returns how many distinct tasks with the given "n" prefix were
-// served, and how many extra times (duplicates).
-func (a *fakeAPI) count(prefix string) (distinct, duplicates int) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for n, c := range a.served {
-		if strings.HasPrefix(n, prefix) {
-			distinct++
-			duplicates += c - 1
-		}
-	}
-	return distinct, duplicates
 }
 
 // enqueue adds n api:call tasks whose "n" is prefix followed by 0..n-1.

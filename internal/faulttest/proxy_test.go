@@ -182,7 +182,7 @@ func TestWorkersThroughFaultyNetwork(t *testing.T) {
 	procs := []*proc{startWorker(t, cfg), startWorker(t, cfg)}
 	enqueue(t, rdb, "", tasks)
 	start := time.Now()
-	done := func() int { n, _ := api.count(""); return n }
+	done := func() int { n, _ := api.Count(""); return n }
 	progress := func(what string, more int) {
 		t.Helper()
 		from := done()
@@ -218,7 +218,7 @@ func TestWorkersThroughFaultyNetwork(t *testing.T) {
 	eventually(t, 210*time.Second, "every task to complete", func() bool {
 		return done() == tasks && drained(rdb)
 	})
-	distinct, dups := api.count("")
+	distinct, dups := api.Count("")
 	if n := archived(t, rdb); n != 0 {
 		t.Fatalf("%d tasks archived", n)
 	}

@@ -51,7 +51,7 @@ func TestRedisRestartWithAOFLosesNothing(t *testing.T) {
 	restarts := 0
 	var downtime time.Duration
 	for _, at := range []int{tasks / 4, tasks * 3 / 5} {
-		eventually(t, 60*time.Second, "tasks to progress", func() bool { n, _ := api.count(""); return n >= at })
+		eventually(t, 60*time.Second, "tasks to progress", func() bool { n, _ := api.Count(""); return n >= at })
 		t0 := time.Now()
 		srv.Restart() // SIGKILL, start on the same port and dir, wait for PING
 		downtime = max(downtime, time.Since(t0))
@@ -60,7 +60,7 @@ func TestRedisRestartWithAOFLosesNothing(t *testing.T) {
 			eventually(t, 30*time.Second, "the worker to be ready again", p.ready)
 		}
 	}
-	doneAtLastRestart, _ := api.count("")
+	doneAtLastRestart, _ := api.Count("")
 	if doneAtLastRestart == tasks {
 		t.Fatal("every task finished before the last restart; the test proves nothing")
 	}
@@ -68,10 +68,10 @@ func TestRedisRestartWithAOFLosesNothing(t *testing.T) {
 	// with no worker (the dequeue ran, its reply did not arrive); asynq's
 	// recoverer brings it back 1-2 minutes later. See TestWorkerChaos.
 	eventually(t, 200*time.Second, "every task to complete", func() bool {
-		n, _ := api.count("")
+		n, _ := api.Count("")
 		return n == tasks && drained(rdb)
 	})
-	distinct, dups := api.count("")
+	distinct, dups := api.Count("")
 	if n := archived(t, rdb); n != 0 {
 		t.Fatalf("%d tasks archived", n)
 	}
@@ -141,7 +141,7 @@ func TestRedisRestartWithoutPersistence(t *testing.T) {
 	}
 	q, _ := queueState(rdb)
 	active := q.Active // taken by a worker: running, or waiting for a slot in its memory (a sample)
-	servedA, _ := api.count("a")
+	servedA, _ := api.Count("a")
 	old := api.inCall() // the holders' calls
 	api.resetPeak()
 	srv.Restart()
@@ -186,7 +186,7 @@ func TestRedisRestartWithoutPersistence(t *testing.T) {
 	const more = 12
 	enqueue(t, rdb, "b", more)
 	eventually(t, 60*time.Second, "the new tasks to complete", func() bool {
-		n, _ := api.count("b")
+		n, _ := api.Count("b")
 		return n == more && drained(rdb)
 	})
 	if p := api.peak.Load(); p > limit {
@@ -204,7 +204,7 @@ func TestRedisRestartWithoutPersistence(t *testing.T) {
 	// taken could still run; the queued ones never came back. The workers
 	// keep taking tasks up to their concurrency until the restart, so the
 	// bound is that, not the sample of asynq's active list.
-	finalA, _ := api.count("a")
+	finalA, _ := api.Count("a")
 	if finalA-servedA > taken {
 		t.Fatalf("%d old tasks served after the restart; at most the %d the workers could hold could run", finalA-servedA, taken)
 	}
