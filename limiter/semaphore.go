@@ -140,8 +140,7 @@ ask:
 			retry = time.After(cfg.sleepDelay)
 		case r.rejected:
 			if queued {
-				s.removeWaiter(w)
-				s.abandon(ctx, w.token) // it may still be queued from before
+				s.leave(ctx, w) // it may still be queued from before
 			}
 			return nil, s.wrap("acquire", fmt.Errorf("%w: weight %d, limit %d", ErrWeightAboveLimit, cfg.weight, r.limit))
 		case r.granted:
@@ -176,14 +175,12 @@ ask:
 			case <-w.rejoin:
 				continue ask // dropped from the queue while this value was gone
 			case <-ctx.Done():
-				s.removeWaiter(w)
-				s.abandon(ctx, w.token)
+				s.leave(ctx, w)
 				return nil, s.doneErr(ctx, w.lastErr())
 			}
 		}
 		if g.fence == 0 {
-			s.removeWaiter(w)
-			s.abandon(ctx, w.token) // clears the rejection's record
+			s.leave(ctx, w) // clears the rejection's record
 			return nil, s.wrap("acquire", fmt.Errorf("%w: weight %d", ErrWeightAboveLimit, cfg.weight))
 		}
 		// A handed-over grant's lease runs to this value's proc expiry. A
@@ -317,6 +314,13 @@ func (s *Semaphore) renewLease(ctx context.Context, token string) (time.Duration
 		return 0, 0, err
 	}
 	return ms(res[0]), res[1], nil
+}
+
+// leave stops polling for w and gives back whatever its token may hold or
+// be queued for, when its Acquire gives up.
+func (s *Semaphore) leave(ctx context.Context, w *waiter) {
+	s.removeWaiter(w)
+	s.abandon(ctx, w.token)
 }
 
 // abandon gives back whatever token may hold or be queued for: the call that
