@@ -152,13 +152,19 @@ func TestReleaseTwiceIsNoOpAndCannotRaiseCapacity(t *testing.T) {
 		if err := p1.Release(t.Context()); err != nil {
 			t.Fatalf("second Release: %v, want nil", err)
 		}
-		// A stale permit copy releasing again (as a buggy caller might) must
-		// not free a slot it does not hold.
+		// A stale permit copy releasing again (as a buggy caller might, or
+		// a client that sent the call again after a lost reply) must not
+		// free a slot it does not hold; while its lease would still be live,
+		// it is the same release run twice, which succeeds.
 		p2 := mustAcquire(t, s)
 		p3 := mustAcquire(t, s)
-		stale := s.newPermit(p1.token, acquireConfig{weight: 1}, p1.fence, time.Now(), time.Hour, time.Hour)
-		if err := stale.Release(t.Context()); !errors.Is(err, ErrLeaseLost) {
-			t.Fatalf("releasing a token that holds nothing: %v, want ErrLeaseLost", err)
+		stale := s.newPermit(p1.token, acquireConfig{weight: 1}, p1.fence, time.Now(), time.Hour, true)
+		if err := stale.Release(t.Context()); err != nil {
+			t.Fatalf("releasing a token that was released already: %v, want nil", err)
+		}
+		expired := s.newPermit(p1.token, acquireConfig{weight: 1}, p1.fence, time.Now().Add(-time.Hour), time.Minute, true)
+		if err := expired.Release(t.Context()); !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("releasing a token whose lease ran out: %v, want ErrLeaseLost", err)
 		}
 		if _, err := s.TryAcquire(t.Context()); !errors.Is(err, ErrNoSlot) {
 			t.Fatalf("capacity rose above the limit: %v", err)

@@ -116,6 +116,7 @@ func reportContended(b *testing.B, load benchLoad, window time.Duration, d cmdDe
 	b.ReportMetric(percentileMs(load.handoffs, 99), "handoff-p99-ms")
 	b.ReportMetric(float64(d.topLevel)/grants, "cmds/grant")
 	b.ReportMetric(float64(d.total)/grants, "total-cmds/grant")
+	b.ReportMetric(float64(d.usec)/grants, "redis-usec/grant")
 	b.ReportMetric(float64(maxHolders), "max-holders")
 	b.Logf("window %v: %d grants, mean hold %v (utilization by the nominal %v: %.3f), %d handoffs; %d client commands, %d in all: %v",
 		window, load.grants, hold.Round(time.Microsecond), benchHold,

@@ -89,9 +89,11 @@ func benchQuick() bool {
 	return false
 }
 
-// cmdStats is INFO commandstats: calls per command name ("client|setinfo"
-// is counted under "client").
-type cmdStats map[string]int64
+// cmdStats is INFO commandstats: calls and microseconds per command name
+// ("client|setinfo" is counted under "client").
+type cmdStats map[string]cmdStat
+
+type cmdStat struct{ calls, usec int64 }
 
 func readCmdStats(ctx context.Context, rdb redis.UniversalClient) (cmdStats, error) {
 	s, err := rdb.Info(ctx, "commandstats").Result()
@@ -106,12 +108,18 @@ func readCmdStats(ctx context.Context, rdb redis.UniversalClient) (cmdStats, err
 			continue
 		}
 		name, _, _ = strings.Cut(name, "|")
+		st := out[name]
 		for field := range strings.SplitSeq(rest, ",") {
 			if v, ok := strings.CutPrefix(field, "calls="); ok {
 				n, _ := strconv.ParseInt(v, 10, 64)
-				out[name] += n
+				st.calls += n
+			}
+			if v, ok := strings.CutPrefix(field, "usec="); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				st.usec += n
 			}
 		}
+		out[name] = st
 	}
 	return out, nil
 }
@@ -129,6 +137,7 @@ var benchTopLevel = map[string]bool{
 type cmdDelta struct {
 	topLevel int64            // client round trips: benchTopLevel plus the variant's own commands
 	total    int64            // every command Redis ran, including those inside scripts
+	usec     int64            // Redis CPU in the round trips (a script's time includes its commands')
 	calls    map[string]int64 // per command
 }
 
@@ -136,11 +145,11 @@ type cmdDelta struct {
 // itself outside scripts (the seed's INCR, xrate's ZREM).
 func (before cmdStats) delta(after cmdStats, extra ...string) cmdDelta {
 	d := cmdDelta{calls: map[string]int64{}}
-	for name, n := range after {
+	for name, st := range after {
 		if name == "info" {
 			continue
 		}
-		n -= before[name]
+		n := st.calls - before[name].calls
 		if n == 0 {
 			continue
 		}
@@ -148,6 +157,7 @@ func (before cmdStats) delta(after cmdStats, extra ...string) cmdDelta {
 		d.total += n
 		if benchTopLevel[name] || slices.Contains(extra, name) {
 			d.topLevel += n
+			d.usec += st.usec - before[name].usec
 		}
 	}
 	return d

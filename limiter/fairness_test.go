@@ -80,9 +80,10 @@ func TestDeadWaiterLeavesQueueAfterWaiterTTL(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
 		s := newSem(t, b, "deadwaiter", 1, &Options{SleepDelay: 20 * time.Millisecond, WaiterTTL: 300 * time.Millisecond})
 		hold := mustAcquire(t, s)
-		// A waiter queued by a process that then died: queued, never polled.
+		// A waiter queued by a process that then died: queued and
+		// heartbeated once, never polled.
 		cfg, _ := s.acquireConfig(nil)
-		if r, err := s.callAcquire(t.Context(), "dead-waiter", cfg, "wait"); err != nil || r.granted {
+		if r, err := s.callAcquire(t.Context(), "deadproc.waiter.1", cfg, acquireCall{mode: modeWait, beat: true}); err != nil || r.status != statusQueued {
 			t.Fatalf("queue dead waiter: %+v %v", r, err)
 		}
 		live := acquireAsync(t.Context(), s)
@@ -96,5 +97,57 @@ func TestDeadWaiterLeavesQueueAfterWaiterTTL(t *testing.T) {
 			t.Fatalf("dead waiter blocked the queue for %v", el)
 		}
 		mustRelease(t, r.p)
+	})
+}
+
+func TestWaitersOfDeadProcessesLockNothing(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		// Limit 2, one slot held; a waiter of weight 2 (which does not fit)
+		// queued by a process that then died. Once its heartbeat expired,
+		// Locked, Info and TryAcquire must agree that a slot is free.
+		s := newSem(t, b, "deadlock", 2, &Options{SleepDelay: 20 * time.Millisecond, WaiterTTL: 200 * time.Millisecond})
+		hold := mustAcquire(t, s)
+		cfg := acquireConfig{weight: 2}
+		if r, err := s.callAcquire(t.Context(), "gone.waiter.2", cfg, acquireCall{mode: modeWait, beat: true}); err != nil || r.status != statusQueued {
+			t.Fatalf("queue the dead waiter: %+v %v", r, err)
+		}
+		// The dead waiter's process is not s's: the heartbeat it made is
+		// for process "gone".
+		if info := mustInfo(t, s); info.Waiting != 1 {
+			t.Fatalf("while its process lives: %+v", info)
+		}
+		eventually(t, 2*time.Second, "the dead waiter to stop counting", func() bool { return mustInfo(t, s).Waiting == 0 })
+		if locked, err := s.Locked(t.Context()); err != nil || locked {
+			t.Fatalf("Locked = %v, %v; want false: a slot is free and nobody live waits", locked, err)
+		}
+		p, err := s.TryAcquire(t.Context())
+		if err != nil {
+			t.Fatalf("TryAcquire: %v", err)
+		}
+		mustRelease(t, p)
+		mustRelease(t, hold)
+	})
+}
+
+func TestAWaiterQueuedWithoutAHeartbeatAfterIdlenessIsServed(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		// The semaphore goes idle between two waits of one process; the
+		// second waiter queues without a heartbeat (the process heartbeated
+		// lately) and must not be taken for a dead process's.
+		s := newSem(t, b, "idlebeat", 1, &Options{SleepDelay: 5 * time.Second, WaiterTTL: 20 * time.Second})
+		other := newSem(t, b, "idlebeat", 1, nil)
+		for round := range 3 {
+			hold := mustAcquire(t, other)
+			ch := acquireAsync(t.Context(), s)
+			eventually(t, 2*time.Second, "the waiter to queue", func() bool {
+				return b.Client.ZCard(t.Context(), s.keys.keys[2]).Val() == 1
+			})
+			mustRelease(t, hold)
+			r := granted(t, ch, 3*time.Second)
+			mustRelease(t, r.p) // idle now
+			if info := mustInfo(t, s); info.Held != 0 || info.Waiting != 0 {
+				t.Fatalf("round %d: not idle: %+v", round, info)
+			}
+		}
 	})
 }

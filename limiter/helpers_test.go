@@ -131,19 +131,26 @@ func redistestClient(t *testing.T, o *redis.Options) *redis.Client {
 }
 
 // pollCalls picks s's poll calls for a [redistest.Faulty] (by poll.lua's
-// ARGV: channel, limit, waiter TTL, process ID).
+// ARGV: the six every script takes, the waiter TTL and a heartbeat flag).
 func pollCalls(s *Semaphore) func(args []any) bool {
-	return func(args []any) bool { return len(args) == 4 && args[3] == any(s.proc) }
+	return func(args []any) bool {
+		if len(args) != 8 {
+			return false
+		}
+		_, ttl := args[6].(int64)
+		return args[5] == any(s.proc) && ttl
+	}
 }
 
 // renewCalls picks renew calls for a [redistest.Faulty] (by renew.lua's
-// ARGV: channel, limit, token, lease ms).
+// ARGV: the six every script takes, the token and the lease ms).
 func renewCalls(args []any) bool {
-	if len(args) != 4 {
+	if len(args) != 8 {
 		return false
 	}
-	_, token := args[2].(string)
-	return token
+	_, token := args[6].(string)
+	_, lease := args[7].(int64)
+	return token && lease
 }
 
 // queueingCalls picks acquire calls that may queue (mode "wait").

@@ -2,6 +2,7 @@ package limiter
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,13 +24,15 @@ const hubLinger = 30 * time.Second
 
 // A hub multiplexes every waiter of one process on one Redis client and
 // prefix onto one Pub/Sub connection. Grants name the waiter's token, which
-// is unique, so the hub routes them without knowing the semaphore.
+// is unique, so the hub routes them without knowing the semaphore. A hub
+// leaves the process-wide map when it stops (idle, or its client closed),
+// so closed clients are not kept alive by it.
 type hub struct {
 	rdb     redis.UniversalClient
 	channel string
 
 	mu       sync.Mutex
-	waiters  map[string]chan grant
+	waiters  map[string]func(grant)
 	ps       *redis.PubSub
 	ready    chan struct{} // closed once the subscription is confirmed
 	idle     *time.Timer   // checks, once per hubLinger, whether to stop
@@ -52,20 +55,21 @@ func hubFor(rdb redis.UniversalClient, channel string) *hub {
 	k := hubKey{rdb, channel}
 	h := hubs[k]
 	if h == nil {
-		h = &hub{rdb: rdb, channel: channel, waiters: map[string]chan grant{}}
+		h = &hub{rdb: rdb, channel: channel, waiters: map[string]func(grant){}}
 		hubs[k] = h
 	}
 	return h
 }
 
-// register routes grants for token to ch and starts the subscription if it
-// is not running. It returns a channel that is closed once the subscription
-// is confirmed; grants published before then may be missed, and the caller
-// re-checks with a poll after it closes.
-func (h *hub) register(token string, ch chan grant) <-chan struct{} {
+// register routes grants for token to deliver and starts the subscription
+// if it is not running. It returns a channel that is closed once the
+// subscription is confirmed; grants published before then may be missed,
+// and the caller re-checks with a poll after it closes. deliver must not
+// block.
+func (h *hub) register(token string, deliver func(grant)) <-chan struct{} {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.waiters[token] = ch
+	h.waiters[token] = deliver
 	if h.ps == nil {
 		h.ps = h.rdb.Subscribe(context.Background())
 		h.ready = make(chan struct{})
@@ -99,6 +103,18 @@ func (h *hub) stopIfIdle() {
 	if ps != nil {
 		_ = ps.Close()
 	}
+	forget(h)
+}
+
+// forget drops h from the process-wide map, unless a new hub took its
+// place. The next hubFor makes a new one.
+func forget(h *hub) {
+	hubsMu.Lock()
+	defer hubsMu.Unlock()
+	k := hubKey{h.rdb, h.channel}
+	if hubs[k] == h {
+		delete(hubs, k)
+	}
 }
 
 // run subscribes, then delivers grants until the PubSub is closed. go-redis
@@ -113,7 +129,8 @@ func (h *hub) run(ps *redis.PubSub, ready chan struct{}) {
 		if err == nil {
 			break
 		}
-		if isClosed(err) {
+		if errors.Is(err, redis.ErrClosed) {
+			h.closed(ps)
 			close(ready)
 			return
 		}
@@ -123,10 +140,18 @@ func (h *hub) run(ps *redis.PubSub, ready chan struct{}) {
 	for msg := range ps.Channel(redis.WithChannelHealthCheckInterval(5 * time.Second)) {
 		h.dispatch(msg.Payload)
 	}
+	h.closed(ps)
 }
 
-func isClosed(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "closed")
+// closed forgets h once ps is closed: by stopIfIdle, or because its client
+// was closed.
+func (h *hub) closed(ps *redis.PubSub) {
+	h.mu.Lock()
+	if h.ps == ps {
+		h.ps = nil
+	}
+	h.mu.Unlock()
+	forget(h)
 }
 
 // dispatch parses "token:fence:lease_ms ..." and hands each grant to its
@@ -139,8 +164,8 @@ func (h *hub) dispatch(payload string) {
 		if !ok {
 			continue
 		}
-		ch := h.waiters[token]
-		if ch == nil {
+		deliver := h.waiters[token]
+		if deliver == nil {
 			continue
 		}
 		fenceStr, leaseStr, _ := strings.Cut(rest, ":")
@@ -149,7 +174,7 @@ func (h *hub) dispatch(payload string) {
 		if err1 != nil || err2 != nil {
 			continue
 		}
-		offer(ch, grant{fence: fence, lease: time.Duration(lease) * time.Millisecond})
+		deliver(grant{fence: fence, lease: time.Duration(lease) * time.Millisecond})
 	}
 }
 

@@ -3,8 +3,6 @@ package limiter
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -14,12 +12,13 @@ type Info struct {
 	Limit   int   // the stored limit (the constructor's, if none is stored)
 	Held    int   // slots held by live leases, counting weights
 	Free    int   // Limit - Held, or 0 when a lowered limit is exceeded
-	Waiting int   // queued waiters whose heartbeat is current
+	Waiting int   // queued waiters, as TryAcquire sees them: tickets, and live waiters of processes that still heartbeat
+	Parked  int   // the queued tickets among Waiting (see [Ticket])
 	Fence   int64 // the last fencing token issued
 	Holders []Holder
 }
 
-// Holder is one live permit.
+// Holder is one live permit, or a slot reserved for a ticket.
 type Holder struct {
 	Token     string
 	Weight    int
@@ -29,10 +28,10 @@ type Holder struct {
 }
 
 // Info reads the semaphore's state without changing it. Expired leases and
-// waiters are left out even before anyone has reaped them. It returns a
-// wrapped Redis error on failure.
+// waiters of processes that stopped heartbeating are left out even before
+// anyone has dropped them. It returns a wrapped Redis error on failure.
 func (s *Semaphore) Info(ctx context.Context) (Info, error) {
-	res, err := scriptInfo.Run(ctx, s.rdb, s.keys.keys, s.keys.channel, s.limit).Slice()
+	res, err := scriptInfo.Run(ctx, s.rdb, s.keys.keys, s.args()...).Slice()
 	if err != nil {
 		return Info{}, s.wrap("info", err)
 	}
@@ -41,7 +40,7 @@ func (s *Semaphore) Info(ctx context.Context) (Info, error) {
 }
 
 func parseInfo(name string, res []any) (Info, error) {
-	if len(res) < 4 || (len(res)-4)%3 != 0 {
+	if len(res) < 5 || (len(res)-5)%5 != 0 {
 		return Info{}, fmt.Errorf("limiter: unexpected info reply of %d items", len(res))
 	}
 	info := Info{
@@ -50,30 +49,14 @@ func parseInfo(name string, res []any) (Info, error) {
 		Held:    int(asInt(res[1])),
 		Fence:   asInt(res[2]),
 		Waiting: int(asInt(res[3])),
+		Parked:  int(asInt(res[4])),
 	}
 	info.Free = max(0, info.Limit-info.Held)
-	for i := 4; i < len(res); i += 3 {
+	for i := 5; i < len(res); i += 5 {
 		token, _ := res[i].(string)
-		data, _ := res[i+1].(string)
-		h := Holder{Token: token, LeaseLeft: ms(asInt(res[i+2]))}
-		parts := strings.SplitN(data, ":", 3)
-		if len(parts) == 3 {
-			w, _ := strconv.Atoi(parts[0])
-			f, _ := strconv.ParseInt(parts[1], 10, 64)
-			h.Weight, h.Fence, h.Label = w, f, parts[2]
-		}
-		info.Holders = append(info.Holders, h)
+		label, _ := res[i+4].(string)
+		info.Holders = append(info.Holders, Holder{Token: token, Weight: int(asInt(res[i+1])),
+			Fence: asInt(res[i+2]), LeaseLeft: ms(asInt(res[i+3])), Label: label})
 	}
 	return info, nil
-}
-
-func asInt(v any) int64 {
-	switch n := v.(type) {
-	case int64:
-		return n
-	case string:
-		i, _ := strconv.ParseInt(n, 10, 64)
-		return i
-	}
-	return 0
 }

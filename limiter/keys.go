@@ -5,7 +5,7 @@ import "strings"
 // keySet names the Redis keys of one semaphore. All of them share the hash
 // tag {name}, so they live in one Redis Cluster slot.
 type keySet struct {
-	keys    []string // holders, queue, procs, data, state, fresh: see lua/common.lua
+	keys    []string // st, h, q, d, p, f, w, lim: see lua/common.lua
 	channel string
 }
 
@@ -16,27 +16,37 @@ var tagEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
 // globEscaper makes a literal part of a SCAN MATCH pattern.
 var globEscaper = strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`, "]", `\]`)
 
+// The keys' suffixes, in the order the scripts expect them.
+var keySuffixes = []string{"state", "holders", "queue", "data", "procs", "notices", "tickets", "limit"}
+
 func newKeySet(prefix, name string) keySet {
 	base := prefix + ":{" + tagEscaper.Replace(name) + "}:"
-	return keySet{
-		keys:    []string{base + "holders", base + "queue", base + "procs", base + "data", base + "state", base + "fresh"},
-		channel: grantChannel(prefix),
+	keys := make([]string, len(keySuffixes))
+	for i, s := range keySuffixes {
+		keys[i] = base + s
 	}
+	return keySet{keys: keys, channel: grantChannel(prefix)}
 }
 
 // grantChannel is the one Pub/Sub channel on which every semaphore under
 // prefix publishes its grants.
 func grantChannel(prefix string) string { return prefix + ":grants" }
 
-// stateKeySuffix ends the key that exists for every semaphore that was used.
-const stateKeySuffix = "}:state"
+// A semaphore that was used has a state key while it is in use or
+// recently idle, and a limit key once SetLimit stored one.
+var listedSuffixes = []string{"}:state", "}:limit"}
 
-// nameFromStateKey reverses newKeySet for a state key found by SCAN.
-func nameFromStateKey(prefix, key string) (string, bool) {
-	if !strings.HasPrefix(key, prefix+":{") || !strings.HasSuffix(key, stateKeySuffix) {
+// nameFromKey reverses newKeySet for a state or limit key found by SCAN.
+func nameFromKey(prefix, key string) (string, bool) {
+	if !strings.HasPrefix(key, prefix+":{") {
 		return "", false
 	}
-	esc := key[len(prefix)+2 : len(key)-len(stateKeySuffix)]
-	r := strings.NewReplacer("%7B", "{", "%7D", "}", "%25", "%")
-	return r.Replace(esc), true
+	for _, suffix := range listedSuffixes {
+		if strings.HasSuffix(key, suffix) {
+			esc := key[len(prefix)+2 : len(key)-len(suffix)]
+			r := strings.NewReplacer("%7B", "{", "%7D", "}", "%25", "%")
+			return r.Replace(esc), true
+		}
+	}
+	return "", false
 }

@@ -87,7 +87,7 @@ func TestRenewalFindingExpiredLeaseReportsLoss(t *testing.T) {
 		p := mustAcquire(t, s)
 		// Another process takes over after the lease expired (for example
 		// this one was paused): pretend that by removing the holder.
-		if err := b.Client.ZRem(t.Context(), s.keys.keys[0], p.Token()).Err(); err != nil {
+		if err := b.Client.ZRem(t.Context(), s.keys.keys[1], p.Token()).Err(); err != nil {
 			t.Fatal(err)
 		}
 		select {

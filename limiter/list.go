@@ -10,20 +10,22 @@ import (
 )
 
 // List returns the names of every semaphore under prefix ("" for
-// [DefaultPrefix]) that has been used, sorted. It scans the keyspace (every
+// [DefaultPrefix]) that is in use, was used within its idle time
+// ([Options.IdleTimeout]), or has a limit stored by [Semaphore.SetLimit],
+// sorted. It scans the keyspace (every
 // master of a Cluster) with SCAN, so it is for operators' tools, not for
 // the hot path. It returns a wrapped Redis error on failure.
 func List(ctx context.Context, rdb redis.UniversalClient, prefix string) ([]string, error) {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
-	match := globEscaper.Replace(prefix) + ":{*" + stateKeySuffix
+	match := globEscaper.Replace(prefix) + ":{*}:*"
 	var mu sync.Mutex
 	seen := map[string]bool{}
 	scan := func(ctx context.Context, c redis.Cmdable) error {
 		iter := c.Scan(ctx, 0, match, 1000).Iterator()
 		for iter.Next(ctx) {
-			if name, ok := nameFromStateKey(prefix, iter.Val()); ok {
+			if name, ok := nameFromKey(prefix, iter.Val()); ok {
 				mu.Lock()
 				seen[name] = true
 				mu.Unlock()

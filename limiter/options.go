@@ -11,10 +11,13 @@ import (
 // SIGKILL gives its slot back within half a minute. Renewing every third of
 // a lease costs 0.1 commands per second per holder.
 const (
-	DefaultPrefix     = "slotguard"
-	DefaultLease      = 30 * time.Second
-	DefaultSleepDelay = 100 * time.Millisecond
-	DefaultWaiterTTL  = 3 * time.Second
+	DefaultPrefix      = "slotguard"
+	DefaultLease       = 30 * time.Second
+	DefaultSleepDelay  = 100 * time.Millisecond
+	DefaultWaiterTTL   = 3 * time.Second
+	DefaultIdleTimeout = 10 * time.Minute
+	DefaultTicketLease = 10 * time.Second
+	DefaultSyncTimeout = 100 * time.Millisecond
 )
 
 // Options tunes a [Semaphore]. The zero value of every field means its
@@ -34,13 +37,13 @@ type Options struct {
 	// Lease/3. It must be shorter than Lease.
 	RenewInterval time.Duration
 
-	// SleepDelay is the seed's acquire_sleep_delay: how often a process
-	// re-checks its waiting acquires in one Redis call, as a safety net for
-	// lost wake-ups. Default 100ms. Waiters are woken by Pub/Sub, not by this.
+	// SleepDelay is how often a process re-checks its waiting acquires, in
+	// one Redis call for all of them, as a safety net for lost wake-ups;
+	// waiters are woken by the releasing call, not by this. Default 100ms.
 	SleepDelay time.Duration
 
-	// AcquireTimeout is the seed's acquire_timeout: the longest an Acquire
-	// waits. Default 0: wait until ctx is done.
+	// AcquireTimeout is the longest an Acquire waits. Default 0: until ctx
+	// is done.
 	AcquireTimeout time.Duration
 
 	// WaiterTTL is how long a queued waiter stays in the queue without a
@@ -48,6 +51,23 @@ type Options struct {
 	// twice SleepDelay. A waiter whose process died blocks the queue no longer
 	// than this.
 	WaiterTTL time.Duration
+
+	// IdleTimeout is how long the keys of a semaphore that nobody holds or
+	// waits for stay in Redis. After it they are gone, except a limit stored
+	// by [Semaphore.SetLimit]; the next use starts afresh. Default 10m.
+	IdleTimeout time.Duration
+
+	// TicketLease is how long a slot granted to a ticket stays reserved for
+	// it (see [Semaphore.AcquireTicket]) before, unless the ticket was
+	// redeemed, it goes to the next waiter. Default 10s.
+	TicketLease time.Duration
+
+	// OnReservation, when set, is called for every grant to a ticket that
+	// this value's Redis calls made or took on and that no AcquireTicket of
+	// this process is catching, so that the ticket's owner can be woken. It
+	// runs on its own goroutine. A value without it leaves such grants to
+	// the next value that has one.
+	OnReservation func(Reservation)
 
 	// SyncReplicas, when above 0, makes every grant wait until that many
 	// replicas acknowledged it (Redis WAIT), for at most SyncTimeout; a grant
@@ -59,9 +79,6 @@ type Options struct {
 	// SyncTimeout bounds the wait for SyncReplicas. Default 100ms.
 	SyncTimeout time.Duration
 }
-
-// DefaultSyncTimeout is [Options.SyncTimeout]'s default.
-const DefaultSyncTimeout = 100 * time.Millisecond
 
 func (o Options) withDefaults() Options {
 	if o.Prefix == "" {
@@ -79,32 +96,45 @@ func (o Options) withDefaults() Options {
 	if o.WaiterTTL == 0 {
 		o.WaiterTTL = max(DefaultWaiterTTL, 2*o.SleepDelay)
 	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.TicketLease == 0 {
+		o.TicketLease = DefaultTicketLease
+	}
 	if o.SyncTimeout == 0 {
 		o.SyncTimeout = DefaultSyncTimeout
 	}
 	return o
 }
 
-func (o Options) validate() error {
-	switch {
-	case o.Lease < 0:
-		return invalid("Lease must not be negative, got %v", o.Lease)
-	case o.Lease > 0 && o.Lease < time.Millisecond:
-		return invalid("Lease must be at least 1ms, got %v", o.Lease)
-	case o.RenewInterval < 0:
-		return invalid("RenewInterval must not be negative, got %v", o.RenewInterval)
-	case o.SleepDelay < 0:
-		return invalid("SleepDelay must not be negative, got %v", o.SleepDelay)
-	case o.AcquireTimeout < 0:
-		return invalid("AcquireTimeout must not be negative, got %v", o.AcquireTimeout)
-	case o.WaiterTTL < 0:
-		return invalid("WaiterTTL must not be negative, got %v", o.WaiterTTL)
-	case o.WaiterTTL > 0 && o.WaiterTTL < time.Millisecond:
-		return invalid("WaiterTTL must be at least 1ms, got %v", o.WaiterTTL)
-	case o.SyncReplicas < 0:
+// Validate reports the first problem with o as an [ErrInvalid] error: a
+// negative duration or count, a duration Redis cannot count (below 1ms), or
+// an inconsistent pair. It returns nil for valid options; [New] calls it.
+func (o Options) Validate() error {
+	for _, d := range []struct {
+		name      string
+		v         time.Duration
+		atLeastMs bool
+	}{
+		{"Lease", o.Lease, true},
+		{"RenewInterval", o.RenewInterval, false},
+		{"SleepDelay", o.SleepDelay, false},
+		{"AcquireTimeout", o.AcquireTimeout, false},
+		{"WaiterTTL", o.WaiterTTL, true},
+		{"IdleTimeout", o.IdleTimeout, true},
+		{"TicketLease", o.TicketLease, true},
+		{"SyncTimeout", o.SyncTimeout, false},
+	} {
+		switch {
+		case d.v < 0:
+			return invalid("%s must not be negative, got %v", d.name, d.v)
+		case d.atLeastMs && d.v > 0 && d.v < time.Millisecond:
+			return invalid("%s must be at least 1ms, got %v", d.name, d.v)
+		}
+	}
+	if o.SyncReplicas < 0 {
 		return invalid("SyncReplicas must not be negative, got %d", o.SyncReplicas)
-	case o.SyncTimeout < 0:
-		return invalid("SyncTimeout must not be negative, got %v", o.SyncTimeout)
 	}
 	d := o.withDefaults()
 	switch {
@@ -120,8 +150,8 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
 }
 
-// AcquireOption changes one call of [Semaphore.Acquire] or
-// [Semaphore.TryAcquire].
+// AcquireOption changes one call of [Semaphore.Acquire],
+// [Semaphore.TryAcquire] or [Semaphore.AcquireTicket].
 type AcquireOption func(*acquireConfig)
 
 type acquireConfig struct {
@@ -129,6 +159,7 @@ type acquireConfig struct {
 	timeout    time.Duration
 	sleepDelay time.Duration
 	holder     string
+	token      string // CancelTicket: the ticket's token, when known
 }
 
 // WithWeight acquires n slots at once. Default 1. A weight below 1 is an

@@ -26,6 +26,7 @@ type Permit struct {
 	deadline time.Time   // when this process must stop: the lease's end, less a margin
 	end      time.Time   // the lease's end: Redis may give the slot on after it
 	stopped  bool        // no more renewals: Release began, or the lease is lost
+	taken    bool        // the grant was taken up: no notice or claim of it is left
 	isLost   bool
 	released bool
 
@@ -37,8 +38,11 @@ type Permit struct {
 func (p *Permit) Token() string { return p.token }
 
 // Fence returns the fencing token: strictly greater than that of every
-// permit granted before it by the same semaphore. Pass it to a downstream
-// system so that it can reject a stale holder whose lease was lost.
+// permit granted before it by the same semaphore, even across a restart of
+// Redis that lost its data, as long as the Redis server's clock moved
+// forward (a new state's fences start above that clock in microseconds).
+// Pass it to a downstream system so that it can reject a stale holder
+// whose lease was lost.
 func (p *Permit) Fence() int64 { return p.fence }
 
 // Weight returns the number of slots the permit holds.
@@ -51,11 +55,15 @@ func (p *Permit) Weight() int { return p.weight }
 // closed after a successful [Permit.Release].
 func (p *Permit) Lost() <-chan struct{} { return p.lost }
 
-// newPermit registers the permit and schedules its first renewal after
-// first. The lease is surely live until sent + lease: sent is when the
-// request that granted or last renewed it was sent (by this process's
-// clock), and lease the lease Redis counted from a moment after that.
-func (s *Semaphore) newPermit(token string, cfg acquireConfig, fence int64, sent time.Time, lease, first time.Duration) *Permit {
+// newPermit registers the permit and schedules its first renewal. The
+// lease is surely live until sent + lease: sent is when the request that
+// granted or last renewed it was sent (by this process's clock), and lease
+// the lease Redis counted from a moment after that. taken says the grant
+// needs no taking up: it has a full lease, and no notice or claim of it is
+// left. One that is not taken up (a hand-over's short lease) is renewed
+// halfway to its deadline, so that a permit released before then costs no
+// renewal.
+func (s *Semaphore) newPermit(token string, cfg acquireConfig, fence int64, sent time.Time, lease time.Duration, taken bool) *Permit {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Permit{
 		sem:      s,
@@ -67,10 +75,15 @@ func (s *Semaphore) newPermit(token string, cfg acquireConfig, fence int64, sent
 		cancel:   cancel,
 		deadline: localDeadline(sent, lease),
 		end:      sent.Add(lease),
+		taken:    taken,
 	}
 	s.mu.Lock()
 	s.permits[token] = p
 	s.mu.Unlock()
+	first := s.opts.RenewInterval
+	if !taken {
+		first = min(first, time.Until(p.deadline)/2)
+	}
 	p.mu.Lock()
 	p.timer = time.AfterFunc(first, p.renewOnce)
 	p.expiry = time.AfterFunc(time.Until(p.deadline), p.expire)
@@ -126,7 +139,7 @@ func (p *Permit) renewOnce() {
 	}
 	switch {
 	case err == nil && lease > 0:
-		p.deadline, p.end = localDeadline(sent, lease), sent.Add(lease)
+		p.deadline, p.end, p.taken = localDeadline(sent, lease), sent.Add(lease), true
 		p.expiry.Reset(time.Until(p.deadline))
 		p.timer.Reset(s.opts.RenewInterval)
 	case err == nil || !time.Now().Before(p.deadline):
@@ -157,10 +170,12 @@ func (s *Semaphore) forget(token string) {
 }
 
 // Release gives the slot back and hands it to the next waiter. Calling it
-// again after it succeeded is a no-op that returns nil.
+// again after it succeeded is a no-op that returns nil, and so is a call
+// that Redis ran twice (a client's retry after a lost reply).
 //
 // It returns [ErrLeaseLost] when the lease had been lost (the slot may have
-// gone to someone else; Release never frees another holder's slot), and a
+// gone to someone else; Release never frees another holder's slot), also
+// when [Permit.Lost] was closed before, and a
 // wrapped Redis error when Redis failed: the permit then stays releasable,
 // and its slot comes back by itself one lease later.
 func (p *Permit) Release(ctx context.Context) error {
@@ -174,10 +189,11 @@ func (p *Permit) Release(ctx context.Context) error {
 	p.stopped = true
 	p.timer.Stop()
 	p.expiry.Stop()
+	taken := p.taken
 	p.mu.Unlock()
 	p.cancel()
 	s := p.sem
-	n, err := scriptRelease.Run(ctx, s.rdb, s.keys.keys, s.keys.channel, s.limit, p.token).Int64()
+	status, born, err := s.callRelease(ctx, p.token, taken)
 	if err != nil {
 		return s.wrap("release", err)
 	}
@@ -185,9 +201,17 @@ func (p *Permit) Release(ctx context.Context) error {
 	defer p.mu.Unlock()
 	p.released = true
 	s.forget(p.token)
-	if n != 1 || p.isLost {
-		p.loseLocked()
-		return s.wrap("release", ErrLeaseLost)
+	// Nothing to free: the lease had run out, Redis lost the state since
+	// the grant (a new state's fence floor is above the permit's fence), or
+	// this very release ran once before and its reply was lost (go-redis
+	// sends a script again after a network error). Only the last is a
+	// success, and only it is possible when the lease was surely live when
+	// the reply came (so also when the call ran) and the state is the
+	// permit's own.
+	live := !p.isLost && time.Now().Before(p.deadline)
+	if (status == 1 && !p.isLost) || (status == -1 && live && born < p.fence) {
+		return nil
 	}
-	return nil
+	p.loseLocked()
+	return s.wrap("release", ErrLeaseLost)
 }

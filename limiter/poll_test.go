@@ -3,10 +3,15 @@ package limiter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/slotguard/slotguard/internal/redistest"
 )
@@ -29,7 +34,8 @@ func onlyWaiter(t *testing.T, s *Semaphore) string {
 func TestPollDeliversAGrantWhoseMessageWasLost(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
 		s := newSem(t, b, "lostmsg", 1, &Options{SleepDelay: 50 * time.Millisecond})
-		hold := mustAcquire(t, s)
+		other := newSem(t, b, "lostmsg", 1, nil) // so that the grant is published, not in a reply of s
+		hold := mustAcquire(t, other)
 		ch := acquireAsync(t.Context(), s)
 		waitingIs(t, s, 1)
 		s.hub.unregister(onlyWaiter(t, s)) // its Pub/Sub message goes nowhere
@@ -75,8 +81,8 @@ func TestPollGivesOnAGrantNobodyWaitsFor(t *testing.T) {
 		// An acquire of this value that gave up but failed to leave the
 		// queue: queued, heartbeated with the others, never taken up.
 		cfg, _ := s.acquireConfig(nil)
-		orphan := s.proc + ".orphan"
-		if r, err := s.callAcquire(t.Context(), orphan, cfg, "wait"); err != nil || r.granted {
+		orphan := s.proc + ".orphan.1"
+		if r, err := s.callAcquire(t.Context(), orphan, cfg, acquireCall{mode: modeWait}); err != nil || r.status != statusQueued {
 			t.Fatalf("queue orphan: %+v %v", r, err)
 		}
 		ch := acquireAsync(t.Context(), s)
@@ -92,36 +98,26 @@ func TestPollGivesOnAGrantNobodyWaitsFor(t *testing.T) {
 
 func TestAGrantThatExpiredBeforeItWasTakenUpIsNotUsed(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
-		// No poll runs during the test: it would record a fresh heartbeat.
 		s := newSem(t, b, "stalegrant", 1, &Options{SleepDelay: 10 * time.Second, WaiterTTL: 30 * time.Second})
-		hold := mustAcquire(t, s)
+		other := newSem(t, b, "stalegrant", 1, nil)
+		hold := mustAcquire(t, other)
 		ch := acquireAsync(t.Context(), s)
 		waitingIs(t, s, 1)
-		// A grant message that arrives after its short lease ran out (a
-		// long wait or a stalled connection): the token holds nothing any
-		// more.
-		token := onlyWaiter(t, s)
-		s.mu.Lock()
-		w := s.waiters[token]
-		s.mu.Unlock()
-		eventually(t, 2*time.Second, "the queueing reply", w.isQueued)
-		w.mu.Lock()
-		since := w.since
-		w.mu.Unlock()
-		w.queued(time.Now().Add(-s.opts.WaiterTTL), 0, since) // as after a long wait
+		// Grant messages that arrive after their short lease ran out (a
+		// long wait or a stalled connection), or late duplicates: their
+		// fences are not above the one the last heartbeat saw, so nothing
+		// proves them live, and the token holds nothing any more.
+		w := s.waiters[onlyWaiter(t, s)]
 		offer(w.ch, grant{fence: 999, lease: time.Second})
 		notYet(t, ch, 300*time.Millisecond)
-		// A grant older than the last call that left the waiter queued (a
-		// late duplicate), however recent that call: not used either.
-		w.queued(time.Now(), 2000, since)
-		offer(w.ch, grant{fence: 1500, lease: time.Second})
+		offer(w.ch, grant{fence: hold.Fence(), lease: time.Second})
 		notYet(t, ch, 300*time.Millisecond)
 		if info := mustInfo(t, s); info.Waiting != 1 || info.Held != 1 {
 			t.Fatalf("the waiter left the queue: %+v", info)
 		}
 		mustRelease(t, hold)
 		r := granted(t, ch, 5*time.Second)
-		if r.p.Fence() == 999 {
+		if r.p.Fence() <= hold.Fence() {
 			t.Fatal("Acquire returned a grant it never took up")
 		}
 		if info := mustInfo(t, s); info.Held != 1 || info.Holders[0].Token != r.p.Token() {
@@ -181,11 +177,12 @@ func TestPollSparesAGrantWhoseQueueingReplyIsStillOnItsWay(t *testing.T) {
 	})
 }
 
-func TestWaitersDroppedWhileTheirProcessWasGoneQueueAgainWhenAnotherAcquireComesFirst(t *testing.T) {
+func TestWaitersDroppedWhileTheirProcessWasGoneQueueAgainAtTheirOldPlace(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
 		// A's process stops heartbeating (a partition, a long pause) until
-		// Redis drops A. Then a new Acquire B of the same value heartbeats
-		// the process before its next poll does: A must still queue again.
+		// Redis drops A when it reaches the head. Then a new Acquire B of
+		// the same value heartbeats the process before its next poll does.
+		// A must still queue again, at its old place, ahead of B.
 		var partitioned atomic.Bool
 		f := redistest.NewFaulty(b.Client, func(int) redistest.Fault {
 			if partitioned.Load() {
@@ -204,15 +201,15 @@ func TestWaitersDroppedWhileTheirProcessWasGoneQueueAgainWhenAnotherAcquireComes
 		waitingIs(t, s, 1)
 		partitionUntilDropped(t, s, other, &partitioned)
 		bch := acquireAsync(t.Context(), s)
-		waitingIs(t, s, 2) // B, and A again
+		waitingIs(t, s, 1) // B
 		partitioned.Store(false)
+		waitingIs(t, s, 2) // and A again
 		mustRelease(t, hold)
-		// A lost its place: it queued again behind B.
-		rb := granted(t, bch, 3*time.Second)
-		notYet(t, a, 100*time.Millisecond)
-		mustRelease(t, rb.p)
 		ra := granted(t, a, 3*time.Second)
+		notYet(t, bch, 100*time.Millisecond)
 		mustRelease(t, ra.p)
+		rb := granted(t, bch, 3*time.Second)
+		mustRelease(t, rb.p)
 	})
 }
 
@@ -295,8 +292,8 @@ func TestThePollDoesNotGiveOnALostPermitsSlotBeforeItsLeaseEnds(t *testing.T) {
 			if !renewCalls(args) {
 				return false
 			}
-			victim.CompareAndSwap(nil, args[2])
-			return victim.Load() == args[2]
+			victim.CompareAndSwap(nil, args[6])
+			return victim.Load() == args[6]
 		}
 		s, err := New(f, "lostmargin", 1, &Options{Prefix: b.Prefix, SleepDelay: 20 * time.Millisecond, WaiterTTL: ttl})
 		if err != nil {
@@ -352,7 +349,7 @@ func TestAHandedOverGrantFoundByAnAcquireCallIsRenewedAtOnce(t *testing.T) {
 		s.mu.Unlock()
 		mustRelease(t, hold)
 		eventually(t, 2*time.Second, "the hand-over", func() bool { return mustInfo(t, s).Held == 1 })
-		w.rejoin <- struct{}{}
+		w.askAgain()
 		r := granted(t, ch, 2*time.Second)
 		select {
 		case <-r.p.Lost():
@@ -474,7 +471,7 @@ func TestAWaiterThatLearnsOfItsRejectionFromACallLeavesTheQueue(t *testing.T) {
 		if err := s.SetLimit(t.Context(), 1); err != nil {
 			t.Fatal(err)
 		}
-		w.rejoin <- struct{}{}
+		w.askAgain()
 		if r := recv(t, a, 3*time.Second); !errors.Is(r.err, ErrWeightAboveLimit) {
 			t.Fatalf("A: permit %v, err %v; want ErrWeightAboveLimit", r.p != nil, r.err)
 		}
@@ -485,49 +482,7 @@ func TestAWaiterThatLearnsOfItsRejectionFromACallLeavesTheQueue(t *testing.T) {
 		r := granted(t, head, 3*time.Second)
 		mustRelease(t, r.p)
 		if n, d := b.Client.ZCard(t.Context(), s.keys.keys[5]).Val(), b.Client.HLen(t.Context(), s.keys.keys[3]).Val(); n != 0 || d != 0 {
-			t.Fatalf("left behind: %d in fresh, %d in data", n, d)
-		}
-	})
-}
-
-func TestAnIncarnationThatWentDownInRedisDoesNotMakeWaitersLoop(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
-		// As after a failover to a server whose clock is behind: the
-		// incarnation Redis reports is older than the one this value knows.
-		var calls atomic.Int64
-		f := redistest.NewFaulty(b.Client, nil)
-		f.Decide = func(args []any) redistest.Fault {
-			if queueingCalls(args) {
-				calls.Add(1)
-			}
-			return redistest.Pass
-		}
-		s, err := New(f, "clockback", 1, &Options{Prefix: b.Prefix, SleepDelay: time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		other := newSem(t, b, "clockback", 1, nil)
-		hold := mustAcquire(t, other)
-		first := acquireAsync(t.Context(), s)
-		waitingIs(t, s, 1)
-		field := "since:" + s.proc
-		since, err := b.Client.HGet(t.Context(), s.keys.keys[4], field).Int64()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Client.HSet(t.Context(), s.keys.keys[4], field, since-5000).Err(); err != nil {
-			t.Fatal(err)
-		}
-		second := acquireAsync(t.Context(), s)
-		waitingIs(t, s, 2)
-		notYet(t, second, 300*time.Millisecond)
-		if got := calls.Load(); got > 4 {
-			t.Fatalf("two waiters made %d queueing calls in 300ms", got)
-		}
-		mustRelease(t, hold)
-		for _, ch := range []<-chan result{first, second} {
-			r := granted(t, ch, 3*time.Second)
-			mustRelease(t, r.p)
+			t.Fatalf("left behind: %d notices, %d records", n, d)
 		}
 	})
 }
@@ -544,4 +499,109 @@ func partitionUntilDropped(t *testing.T, s, other *Semaphore, partitioned *atomi
 		}
 		return mustInfo(t, s).Waiting == 0
 	})
+}
+
+func TestARejectionSurvivesALostPollReply(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		// The rejection's Pub/Sub message goes nowhere, and the reply of the
+		// first poll that carries it is lost: the next poll must carry it
+		// again.
+		var lose atomic.Bool
+		f := redistest.NewFaulty(b.Client, nil)
+		s, err := New(f, "lostpollreject", 2, &Options{Prefix: b.Prefix, SleepDelay: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		isPoll := pollCalls(s)
+		var lost atomic.Int64
+		f.Decide = func(args []any) redistest.Fault {
+			if isPoll(args) && lose.CompareAndSwap(true, false) {
+				lost.Add(1)
+				return redistest.LoseReply
+			}
+			return redistest.Pass
+		}
+		other := newSem(t, b, "lostpollreject", 2, nil)
+		hold := mustAcquire(t, other)
+		ch := acquireAsync(t.Context(), s, WithWeight(2))
+		waitingIs(t, s, 1)
+		s.hub.unregister(onlyWaiter(t, s))
+		lose.Store(true)
+		if err := other.SetLimit(t.Context(), 1); err != nil {
+			t.Fatal(err)
+		}
+		if r := recv(t, ch, 3*time.Second); !errors.Is(r.err, ErrWeightAboveLimit) {
+			t.Fatalf("after a lowered limit: permit %v, err %v; want ErrWeightAboveLimit", r.p != nil, r.err)
+		}
+		if lost.Load() != 1 {
+			t.Fatalf("%d poll replies were lost, want 1", lost.Load())
+		}
+		mustRelease(t, hold)
+	})
+}
+
+func TestAPollsWorkDoesNotGrowWithTheQueueWhenAProcessDied(t *testing.T) {
+	// A long queue of live waiters behind the dead waiters of a process that
+	// stopped heartbeating: a poll drops nothing it does not reach, and the
+	// dead waiters cost one step each when they reach the head. A private
+	// server: its command count is this test's alone.
+	srv := redistest.StartServer(t)
+	b := redistest.Backend{Name: "redis", Client: srv.Client(nil), Prefix: redistest.NewPrefix()}
+	s := newSem(t, b, "longqueue", 1, &Options{WaiterTTL: 300 * time.Millisecond})
+	other := newSem(t, b, "longqueue", 1, nil)
+	hold := mustAcquire(t, other)
+	queue := func(proc string, n int) {
+		t.Helper()
+		pipe := b.Client.Pipeline()
+		for i := range n {
+			pipe.EvalSha(t.Context(), scriptAcquire.Hash(), s.keys.keys,
+				s.args(fmt.Sprintf("%s.%d.1", proc, i), modeWait, s.opts.Lease.Milliseconds(), "", s.opts.WaiterTTL.Milliseconds(), 0, "", "")...)
+		}
+		if _, err := pipe.Exec(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := scriptAcquire.Load(t.Context(), b.Client).Err(); err != nil {
+		t.Fatal(err)
+	}
+	queue("dead", 5)
+	queue("alive", 20000)
+	time.Sleep(400 * time.Millisecond) // both processes' heartbeats expire
+	// Keep "alive" alive, as its poller would; "dead" stays dead.
+	if err := b.Client.ZAdd(t.Context(), s.keys.keys[4], redis.Z{Score: float64(time.Now().Add(time.Hour).UnixMilli()), Member: "alive"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	before := commandCount(t, b.Client)
+	if _, err := scriptPoll.Run(t.Context(), b.Client, s.keys.keys, s.args(s.opts.WaiterTTL.Milliseconds(), "0")...).Result(); err != nil {
+		t.Fatal(err)
+	}
+	if n := commandCount(t, b.Client) - before; n > 60 {
+		t.Fatalf("one poll ran %d commands with a queue of 20,005", n)
+	}
+	before = commandCount(t, b.Client)
+	mustRelease(t, hold) // the five dead heads are dropped on the way to the first live one
+	if n := commandCount(t, b.Client) - before; n > 100 {
+		t.Fatalf("a release behind 5 dead waiters ran %d commands", n)
+	}
+	if info := mustInfo(t, s); info.Held != 1 || info.Holders[0].Token != "alive.0.1" {
+		t.Fatalf("the slot went to %+v, want alive.0.1", info.Holders)
+	}
+}
+
+// commandCount is the number of commands the server has run, including
+// those inside scripts.
+func commandCount(t *testing.T, c *redis.Client) int64 {
+	t.Helper()
+	stats, err := c.Info(t.Context(), "stats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(stats) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_commands_processed:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	t.Fatal("no total_commands_processed in INFO stats")
+	return 0
 }

@@ -23,7 +23,7 @@ func (s *Semaphore) confirm(ctx context.Context, op string, p *Permit) (*Permit,
 		return p, nil
 	}
 	pipe := s.rdb.Pipeline()
-	renew := pipe.Eval(ctx, luaCommon+luaRenew, s.keys.keys, s.keys.channel, s.limit, p.token, s.opts.Lease.Milliseconds())
+	renew := pipe.Eval(ctx, luaCommon+luaRenew, s.keys.keys, s.args(p.token, s.opts.Lease.Milliseconds())...)
 	wait := pipe.Do(ctx, "WAIT", s.opts.SyncReplicas, s.opts.SyncTimeout.Milliseconds())
 	_, err := pipe.Exec(ctx)
 	var acked int64

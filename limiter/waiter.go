@@ -1,25 +1,23 @@
 package limiter
 
 import (
-	"context"
-	"fmt"
 	"sync"
 	"time"
 )
 
-// waiter is one Acquire queued in Redis by this process. Only its own
-// Acquire calls Redis for it; the poller and the hub only signal it.
+// waiter is one Acquire queued in Redis by this process as a live waiter:
+// it stays queued while its process heartbeats. Only its own Acquire calls
+// Redis for it; the poller, the hub and the replies of other calls only
+// signal it.
 type waiter struct {
 	token  string
 	cfg    acquireConfig
-	ch     chan grant    // the first grant wins: from Pub/Sub or from a poll
-	rejoin chan struct{} // w may have been dropped from the queue: queue again
+	ch     chan grant    // the first grant wins: from Pub/Sub, a reply or a poll
+	rejoin chan struct{} // w may have left the queue without a grant: ask again
 
-	mu          sync.Mutex
-	err         error     // the last poll's Redis error, nil after a successful poll
-	queuedAt    time.Time // when the last call that left w queued was sent
-	queuedFence int64     // the last fence issued when that call ran
-	since       int64     // the incarnation of this value's process it queued under
+	mu     sync.Mutex
+	err    error // the last poll's Redis error, nil after a successful poll
+	queued bool  // a call left w queued
 }
 
 func newWaiter(token string, cfg acquireConfig) *waiter {
@@ -38,95 +36,104 @@ func (w *waiter) lastErr() error {
 	return w.err
 }
 
-// track makes w known to the safety-net poller before w's first call to
-// Redis: from then on a grant to w's token is delivered to w, never given on
-// as an orphan, even while that call's reply is still on its way.
-func (s *Semaphore) track(w *waiter) {
-	s.mu.Lock()
-	s.waiters[w.token] = w
-	s.mu.Unlock()
-}
-
-// startPolling starts the safety-net poller, once a tracked waiter is
-// queued, unless it is running. hint is the time until the earliest lease
-// expires (negative for none): a poll then hands that slot on.
-func (s *Semaphore) startPolling(hint time.Duration) {
-	s.mu.Lock()
-	start := !s.polling
-	s.polling = true
-	s.mu.Unlock()
-	if start {
-		go s.pollLoop(hint)
-	}
-}
-
-// queued records that a call sent at sent found w queued (or queued it),
-// when fence was the last fencing token issued and since the incarnation of
-// w's process. A grant with a greater fence was made after that call ran,
-// and lives at least until its process's heartbeat expiry, which that call
-// set to at least sent + WaiterTTL (by any clock running at this one's
-// rate).
-func (w *waiter) queued(sent time.Time, fence, since int64) {
+func (w *waiter) markQueued() {
 	w.mu.Lock()
-	w.queuedAt, w.queuedFence, w.since = sent, fence, since
+	w.queued = true
 	w.mu.Unlock()
 }
 
 func (w *waiter) isQueued() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.since != 0
+	return w.queued
 }
 
-// grantLiveUntil returns the time until which a grant to w with fence is
-// surely live, and false when nothing can be said (an older grant).
-func (s *Semaphore) grantLiveUntil(w *waiter, fence int64) (time.Time, bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if fence <= w.queuedFence {
-		return time.Time{}, false
+// askAgain tells w's Acquire to call Redis again: w was dropped while its
+// process had stopped heartbeating, or Redis lost the queue.
+func (w *waiter) askAgain() {
+	select {
+	case w.rejoin <- struct{}{}:
+	default:
 	}
-	return w.queuedAt.Add(s.opts.WaiterTTL), true
 }
 
-// removeWaiter stops polling for w: from then on a grant to its token that
+// track makes w known to the poller and to the replies of this value's
+// calls before w's first call to Redis: from then on a grant to w's token
+// is delivered to w, never given on as an orphan, even while that call's
+// reply is still on its way.
+func (s *Semaphore) track(w *waiter) {
+	s.mu.Lock()
+	s.waiters[w.token] = w
+	s.mu.Unlock()
+}
+
+// untrack stops delivering to w: from then on a grant to its token that
 // nobody took up is given on.
-func (s *Semaphore) removeWaiter(w *waiter) {
+func (s *Semaphore) untrack(w *waiter) {
 	s.mu.Lock()
 	delete(s.waiters, w.token)
 	s.mu.Unlock()
 }
 
-// noteIncarnation takes the incarnation of this value's process reported
-// by a call: by a queueing call, or by a poll. The process gets a new
-// incarnation when its heartbeat lapsed, and Redis may then have dropped
-// the waiters queued under the old one: when the report differs from the
-// last one, each waiter queued under another incarnation is told to queue
-// again, which costs one idempotent call for a waiter that was not dropped.
-// A report that is out of date (a reply that was on its way while the
-// process was revived) costs each waiter at most one more such call, and
-// the next report puts it right; a report is never a reason to ask again
-// by itself, so a value that went down in Redis (a clock stepped back)
-// cannot make a waiter loop.
-func (s *Semaphore) noteIncarnation(since int64) {
-	var stale []*waiter
+// noteBeat records a call that heartbeated this value's process.
+func (s *Semaphore) noteBeat(sent time.Time, fence int64) {
 	s.mu.Lock()
-	if since != s.since {
-		s.since = since
-		for _, w := range s.waiters {
-			w.mu.Lock()
-			if w.since != 0 && w.since != since {
-				stale = append(stale, w)
-			}
-			w.mu.Unlock()
-		}
+	if sent.After(s.beat.sent) {
+		s.beat = beat{sent: sent, fence: fence}
 	}
 	s.mu.Unlock()
-	for _, w := range stale {
-		select {
-		case w.rejoin <- struct{}{}:
-		default:
+}
+
+// beatDue reports whether a queueing call sent now should heartbeat: no
+// heartbeat has surely kept this value's process alive in Redis for the
+// next half WaiterTTL.
+func (s *Semaphore) beatDue(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return now.Sub(s.beat.sent) > s.opts.WaiterTTL/2
+}
+
+// grantLiveUntil returns the time until which a grant with fence to one
+// of this value's live waiters surely lasts, and false when nothing can be
+// said: a grant lasts until its process's heartbeat expiry, which a
+// heartbeat that Redis ran before the grant (one that saw a lower fence)
+// set to at least its send time plus WaiterTTL.
+func (s *Semaphore) grantLiveUntil(fence int64) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.beat.sent.IsZero() || fence <= s.beat.fence {
+		return time.Time{}, false
+	}
+	return s.beat.sent.Add(s.opts.WaiterTTL), true
+}
+
+// noteBorn takes the fence floor of the state a reply came from. A new one
+// means Redis lost the semaphore's state (a restart without persistence, a
+// failover that lost writes): every queued waiter and caught ticket asks
+// again, since its place may be gone.
+func (s *Semaphore) noteBorn(born int64) {
+	if born == 0 {
+		return
+	}
+	var stale []*waiter
+	var tickets []*Ticket
+	s.mu.Lock()
+	if s.born != 0 && born != s.born {
+		s.beat = beat{} // the process's heartbeat went with the state
+		for _, w := range s.waiters {
+			stale = append(stale, w)
 		}
+		for _, t := range s.catching {
+			tickets = append(tickets, t)
+		}
+	}
+	s.born = born
+	s.mu.Unlock()
+	for _, w := range stale {
+		w.askAgain()
+	}
+	for _, t := range tickets {
+		t.askAgain()
 	}
 }
 
@@ -139,112 +146,4 @@ func drain(ch chan grant) {
 			return
 		}
 	}
-}
-
-// poke asks the poller for an early poll.
-func (s *Semaphore) poke() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
-
-// pollLoop runs while this semaphore value has queued waiters. Each round
-// is one Redis call whose cost does not grow with the number of waiters: it
-// heartbeats this value's proc (which keeps all its waiters queued), reaps
-// expired leases, hands free slots on, and returns the grants to its
-// waiters that none has taken up (their Pub/Sub message may have been
-// lost). It polls every SleepDelay (the smallest asked for), and also right
-// when the earliest lease is due to expire, so an expired lease is handed on
-// at once rather than a poll interval later.
-func (s *Semaphore) pollLoop(hint time.Duration) {
-	timer := time.NewTimer(s.nextPoll(hint))
-	defer timer.Stop()
-	for {
-		select {
-		case <-timer.C:
-		case <-s.kick:
-		}
-		if !s.stillPolling() {
-			return
-		}
-		hint = s.poll()
-		timer.Reset(s.nextPoll(hint))
-	}
-}
-
-// stillPolling reports whether there are queued waiters, marking the poller
-// stopped when there are none.
-func (s *Semaphore) stillPolling() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, w := range s.waiters {
-		if w.isQueued() {
-			return true
-		}
-	}
-	s.polling = false
-	return false
-}
-
-func (s *Semaphore) snapshot() []*waiter {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ws := make([]*waiter, 0, len(s.waiters))
-	for _, w := range s.waiters {
-		ws = append(ws, w)
-	}
-	return ws
-}
-
-func (s *Semaphore) nextPoll(hint time.Duration) time.Duration {
-	d := s.opts.SleepDelay
-	s.mu.Lock()
-	for _, w := range s.waiters {
-		d = min(d, w.cfg.sleepDelay)
-	}
-	s.mu.Unlock()
-	if hint >= 0 && hint+time.Millisecond < d {
-		d = hint + time.Millisecond
-	}
-	return d
-}
-
-// poll runs one safety-net round and returns the time until the earliest
-// lease expires (negative for none, or on error).
-func (s *Semaphore) poll() time.Duration {
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WaiterTTL)
-	defer cancel()
-	res, err := scriptPoll.Run(ctx, s.rdb, s.keys.keys, s.keys.channel, s.limit, s.opts.WaiterTTL.Milliseconds(), s.proc).Slice()
-	if err == nil && (len(res) < 2 || (len(res)-2)%3 != 0) {
-		err = fmt.Errorf("limiter: unexpected poll reply of %d items", len(res))
-	}
-
-	ws := s.snapshot()
-	for _, w := range ws {
-		w.setErr(err)
-	}
-	if err != nil {
-		return -1
-	}
-	// After heartbeats failed for a WaiterTTL, or Redis lost its data,
-	// this value's process has a new incarnation.
-	s.noteIncarnation(asInt(res[1]))
-	for i := 2; i < len(res); i += 3 {
-		token, _ := res[i].(string)
-		g := grant{fence: asInt(res[i+1]), lease: ms(asInt(res[i+2]))}
-		s.mu.Lock()
-		w, p := s.waiters[token], s.permits[token]
-		s.mu.Unlock()
-		switch {
-		case w != nil:
-			offer(w.ch, g)
-		case p == nil:
-			// Granted to (or rejected for) an acquire that has given up,
-			// whose own attempt to leave the queue failed: give the slot on
-			// (or drop the rejection's record).
-			_ = scriptRelease.Run(ctx, s.rdb, s.keys.keys, s.keys.channel, s.limit, token).Err()
-		}
-	}
-	return ms(asInt(res[0]))
 }

@@ -45,7 +45,7 @@ rules:
 	mux.Use(guard.Middleware)
 	mux.HandleFunc("payments:charge", func(ctx context.Context, t *asynq.Task) error {
 		fence, ok := worker.FenceFromContext(ctx)
-		fmt.Printf("charging %s, fencing token %d (%v)\n", t.Payload(), fence, ok)
+		fmt.Printf("charging %s with a fencing token: %v\n", t.Payload(), ok && fence > 0)
 		close(done)
 		return nil
 	})
@@ -64,7 +64,7 @@ rules:
 		fmt.Println("timed out")
 	}
 	// Output:
-	// charging {"customer_id":"c1"}, fencing token 1 (true)
+	// charging {"customer_id":"c1"} with a fencing token: true
 }
 
 // ExampleParseConfig shows a validation error: it names the field and the

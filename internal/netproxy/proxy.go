@@ -1,13 +1,15 @@
 // Package netproxy is a TCP proxy for fault tests. It forwards every
 // connection to one target and can add latency, stall (stop forwarding while
-// keeping connections open) and cut (close every connection and refuse new
-// ones), then heal.
+// keeping connections open), cut (close every connection and refuse new
+// ones) and lose a reply (let a request through, then close its connection
+// instead of forwarding the answer), then heal.
 package netproxy
 
 import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,9 +19,10 @@ type Proxy struct {
 	ln     net.Listener
 	target string
 
-	mu      sync.Mutex
-	latency time.Duration
-	cut     bool
+	mu       sync.Mutex
+	latency  time.Duration
+	cut      bool
+	loseNext func(request []byte) bool // picks the request whose reply is lost
 	resume  chan struct{} // closed while forwarding is allowed
 	conns   map[*pair]struct{}
 	closed  bool
@@ -31,6 +34,7 @@ type pair struct {
 	client, server net.Conn
 	once           sync.Once
 	done           chan struct{}
+	loseReply      atomic.Bool // the next reply is lost: the connection closes instead
 }
 
 func (c *pair) close() {
@@ -102,6 +106,28 @@ func (p *Proxy) Heal() {
 	default:
 		close(p.resume)
 	}
+}
+
+// LoseReply makes the proxy lose the reply to the next request that match
+// picks (it sees each chunk a client sends): the request reaches the
+// target, and the connection is closed when the answer comes back, as if
+// the network had dropped it.
+func (p *Proxy) LoseReply(match func(request []byte) bool) {
+	p.mu.Lock()
+	p.loseNext = match
+	p.mu.Unlock()
+}
+
+// picked reports whether the chunk a client sent is the one whose reply
+// LoseReply asked to lose, and forgets the request when it is.
+func (p *Proxy) picked(chunk []byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.loseNext == nil || !p.loseNext(chunk) {
+		return false
+	}
+	p.loseNext = nil
+	return true
 }
 
 // Conns returns the number of open proxied connections.
@@ -177,6 +203,11 @@ func (p *Proxy) pump(c *pair, dst, src net.Conn) {
 		if n > 0 {
 			if !p.wait(c) {
 				return
+			}
+			if src == c.client && p.picked(buf[:n]) {
+				c.loseReply.Store(true)
+			} else if src == c.server && c.loseReply.Load() {
+				return // the reply is lost with the connection
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return

@@ -160,3 +160,59 @@ func TestCutEndsAStall(t *testing.T) {
 		t.Fatal("Close hung after Stall+Cut")
 	}
 }
+
+func TestLoseReplyForwardsTheRequestAndClosesInsteadOfAnswering(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	got := make(chan string, 10)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					got <- line
+					_, _ = c.Write([]byte(line))
+				}
+			}()
+		}
+	}()
+	p, err := Start(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	c, r := dial(t, p)
+	if _, err := roundTrip(c, r, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	<-got
+	p.LoseReply(func(req []byte) bool { return string(req) == "ping\n" })
+	if _, err := roundTrip(c, r, 5*time.Second); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("round trip whose reply is lost returned %v; want the connection closed", err)
+	}
+	select {
+	case line := <-got:
+		if line != "ping\n" {
+			t.Fatalf("the target got %q", line)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request whose reply was lost never reached the target")
+	}
+	// Only that one reply is lost.
+	c2, r2 := dial(t, p)
+	if _, err := roundTrip(c2, r2, 5*time.Second); err != nil {
+		t.Fatalf("the next request on a new connection: %v", err)
+	}
+}

@@ -1,23 +1,30 @@
--- release: give back a held slot, or leave the queue.
--- KEYS: see common.lua. ARGV[3] token.
--- Returns 1 when token held a slot, 0 when it was waiting, -1 when it was
--- neither (its lease expired, or it was released already).
-local now = now_ms()
-local token = ARGV[3]
-reap(now)
-local result = -1
-if redis.call('ZSCORE', KEYS[1], token) then
-  local used = used_of() - drop_holder(token)
-  if used < 0 then used = 0 end
-  redis.call('HSET', KEYS[5], 'used', int(used))
-  result = 1
-elseif redis.call('ZSCORE', KEYS[2], token) then
-  drop_waiter(token)
-  result = 0
-else
-  -- a rejection's record, if any
+-- release: give back a held slot, leave the queue, or clear a notice.
+-- KEYS and ARGV[1..6]: see common.lua. ARGV[7] token, ARGV[8] "1" when the
+-- token's grant was taken up (no notice or claim of it is left).
+-- Returns {status, born, 0, 0} followed by the grants this call made (see
+-- finish): status 1 when token held a slot, 0 when it was queued or had a
+-- notice, -1 when it was none of these (its lease had expired and was
+-- reaped, or a call before this one released it). born, the fence floor
+-- of this state, tells the caller whether the state was lost since its
+-- grant.
+local token = ARGV[7]
+local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+local extra = {}
+if head and not is_ticket(head) then extra[1] = 'c:' .. proc_of(head) end
+if not is_ticket(token) then extra[#extra + 1] = 'c:' .. proc_of(token) end
+load_state(extra)
+local status = -1
+if drop_holder(token, ARGV[8] == '1') then
+  status = 1
+elseif redis.call('HEXISTS', KEYS[4], token) == 1 then
+  status = 0
+  if redis.call('ZREM', KEYS[3], token) == 1 then
+    count(token, -1, true)
+    if token == head then head = nil end
+  end
+  redis.call('HDEL', KEYS[4], token, token .. '#')
   redis.call('ZREM', KEYS[6], token)
-  redis.call('HDEL', KEYS[4], token)
+  redis.call('ZREM', KEYS[7], token)
 end
-promote(now)
-return result
+promote(head)
+return finish({status, st.born, 0, 0})
