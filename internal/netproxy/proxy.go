@@ -23,10 +23,10 @@ type Proxy struct {
 	latency  time.Duration
 	cut      bool
 	loseNext func(request []byte) bool // picks the request whose reply is lost
-	resume  chan struct{} // closed while forwarding is allowed
-	conns   map[*pair]struct{}
-	closed  bool
-	wg      sync.WaitGroup
+	resume   chan struct{}             // closed while forwarding is allowed
+	conns    map[*pair]struct{}
+	closed   bool
+	wg       sync.WaitGroup
 }
 
 // pair is one proxied connection: the client's and the target's side.
