@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/slotguard/slotguard/internal/redisconn"
+	"github.com/slotguard/slotguard/internal/yamlx"
 	"github.com/slotguard/slotguard/worker"
 )
 
@@ -33,7 +34,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cfg, source, err := loadConfig(f, getenv)
 	if f.check {
 		if err != nil {
-			for _, e := range unjoin(err) {
+			for _, e := range yamlx.Split(err) {
 				fmt.Fprintf(stderr, "%s: %v\n", source, e)
 			}
 			return fmt.Errorf("%s: configuration is invalid", source)
@@ -211,15 +212,4 @@ func logEvent(log *slog.Logger, e worker.Event) {
 			log.Warn("slot release failed; its lease will free it", "task_id", e.Task.ID, "limiter", e.Semaphore, "error", e.Err)
 		}
 	}
-}
-
-func unjoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, unjoin(e)...)
-		}
-		return out
-	}
-	return []error{err}
 }
