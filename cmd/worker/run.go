@@ -112,7 +112,7 @@ func serve(ctx context.Context, cfg fileConfig, rdb redis.UniversalClient, log *
 		DelayedTaskCheckInterval: cfg.Worker.DelayedTaskCheckInterval,
 		TaskCheckInterval:        cfg.Worker.TaskCheckInterval,
 		Logger:                   asynqLogger{log},
-		LogLevel:                 asynqLevel(cfg.Log.Level),
+		LogLevel:                 asynqLevel(logLevel(cfg.Log.Level)),
 	})
 	var running atomic.Bool
 	g, gctx := errgroup.WithContext(ctx)
@@ -122,7 +122,7 @@ func serve(ctx context.Context, cfg fileConfig, rdb redis.UniversalClient, log *
 		if err != nil {
 			return fmt.Errorf("admin server: %w", err)
 		}
-		a := &admin{rdb: rdb, states: states, metrics: m, running: &running, token: cfg.Admin.Token, loopback: isLoopback(ln.Addr().String()),
+		a := &admin{rdb: rdb, states: states, metrics: m, running: &running, token: cfg.Admin.Token, loopback: loopbackHost(ln.Addr().String()),
 			events: events, queues: newQueueReader(rdb, cfg.Worker.Queues), log: log}
 		hs := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
 		log.Info("admin server listening", "addr", "http://"+ln.Addr().String(), "paths", "/ /metrics /healthz /readyz /limits")
@@ -159,18 +159,6 @@ func serve(ctx context.Context, cfg fileConfig, rdb redis.UniversalClient, log *
 		return nil
 	})
 	return g.Wait()
-}
-
-func asynqLevel(level string) asynq.LogLevel {
-	switch strings.ToLower(level) {
-	case "debug":
-		return asynq.DebugLevel
-	case "warn", "warning":
-		return asynq.WarnLevel
-	case "error":
-		return asynq.ErrorLevel
-	}
-	return asynq.InfoLevel
 }
 
 func queueList(qs map[string]int) string {
