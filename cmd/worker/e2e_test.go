@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/slotguard/slotguard/internal/asynqtest"
+	"github.com/slotguard/slotguard/internal/fakeapi"
 	"github.com/slotguard/slotguard/internal/redistest"
 	"github.com/slotguard/slotguard/internal/workerproc"
 	"github.com/slotguard/slotguard/limiter"
@@ -103,10 +103,9 @@ func TestThreeWorkersNeverExceedTheLimitAndCompleteEveryTask(t *testing.T) {
 	const queue, tasks, limit = "w-e2e", 300, 4
 	asynqtest.CleanQueue(t, queue)
 	b := redistest.Real(t)
-	api := newFakeAPI(50 * time.Millisecond)
-	srv := httptest.NewServer(api)
-	defer srv.Close()
-	cfg := apiConfig(asynqtest.DB(t), b.Prefix, queue, srv.URL, limit, "")
+	api := &fakeapi.API{Delay: 50 * time.Millisecond}
+	apiURL := api.Start(t)
+	cfg := apiConfig(asynqtest.DB(t), b.Prefix, queue, apiURL, limit, "")
 	var ws []*workerproc.Proc
 	for range 3 {
 		ws = append(ws, startWorker(t, cfg))
@@ -117,7 +116,7 @@ func TestThreeWorkersNeverExceedTheLimitAndCompleteEveryTask(t *testing.T) {
 		return api.Distinct() == tasks && queueEmpty(t, queue)
 	})
 	took := time.Since(start)
-	if p := api.peak.Load(); p > limit || p < 2 {
+	if p := api.Peak(); p > limit || p < 2 {
 		t.Fatalf("the API saw %d concurrent requests; limit %d", p, limit)
 	}
 	if n := archived(t, queue); n != 0 {
@@ -143,17 +142,16 @@ func TestThreeWorkersNeverExceedTheLimitAndCompleteEveryTask(t *testing.T) {
 		t.Fatalf("workers report %v successes, want at least %d", success, tasks)
 	}
 	t.Logf("%d tasks through 3 workers in %v (ideal %v); API peak %d of %d; duplicates %d",
-		tasks, took.Round(time.Millisecond), time.Duration(tasks/limit)*api.delay, api.peak.Load(), limit, api.Duplicates())
+		tasks, took.Round(time.Millisecond), time.Duration(tasks/limit)*api.Delay, api.Peak(), limit, api.Duplicates())
 }
 
 func TestSIGTERMDuringLoadLosesNoTaskAndLeaksNoSlot(t *testing.T) {
 	const queue, tasks, limit = "w-term", 40, 2
 	asynqtest.CleanQueue(t, queue)
 	b := redistest.Real(t)
-	api := newFakeAPI(200 * time.Millisecond)
-	srv := httptest.NewServer(api)
-	defer srv.Close()
-	cfg := apiConfig(asynqtest.DB(t), b.Prefix, queue, srv.URL, limit, "")
+	api := &fakeapi.API{Delay: 200 * time.Millisecond}
+	apiURL := api.Start(t)
+	cfg := apiConfig(asynqtest.DB(t), b.Prefix, queue, apiURL, limit, "")
 	w := startWorker(t, cfg)
 	enqueueCalls(t, queue, tasks)
 	eventually(t, 20*time.Second, "some tasks to complete", func() bool { return api.Distinct() >= 4 })
@@ -184,10 +182,9 @@ func TestHTTP429IsRequeuedWithoutSpendingRetries(t *testing.T) {
 	const queue, tasks = "w-429", 10
 	asynqtest.CleanQueue(t, queue)
 	b := redistest.Real(t)
-	api := newFakeAPI(5 * time.Millisecond)
 	var mu sync.Mutex
 	calls := map[string]int{}
-	api.reply = func(n string) (int, http.Header) {
+	api := &fakeapi.API{Delay: 5 * time.Millisecond, Reply: func(n string) (int, http.Header) {
 		mu.Lock()
 		defer mu.Unlock()
 		calls[n]++
@@ -195,10 +192,9 @@ func TestHTTP429IsRequeuedWithoutSpendingRetries(t *testing.T) {
 			return http.StatusTooManyRequests, http.Header{"Retry-After": {"1"}}
 		}
 		return http.StatusOK, nil
-	}
-	srv := httptest.NewServer(api)
-	defer srv.Close()
-	w := startWorker(t, apiConfig(asynqtest.DB(t), b.Prefix, queue, srv.URL, 4, ""))
+	}}
+	apiURL := api.Start(t)
+	w := startWorker(t, apiConfig(asynqtest.DB(t), b.Prefix, queue, apiURL, 4, ""))
 	start := time.Now()
 	enqueueCalls(t, queue, tasks, asynq.MaxRetry(0)) // a failure would archive at once
 	eventually(t, 30*time.Second, "every task to complete after its 429", func() bool {

@@ -2,12 +2,13 @@ package deploytest
 
 import (
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/slotguard/slotguard/internal/fakeapi"
 )
 
 // TestSecretsStayOutOfLogsAndAdmin runs the worker with a Redis password in
@@ -19,18 +20,15 @@ func TestSecretsStayOutOfLogsAndAdmin(t *testing.T) {
 	admin := redis.NewClient(&redis.Options{Addr: srv.addr()})
 	defer admin.Close()
 	mustDo(t, admin, append([]any{"ACL", "SETUSER", "sg", "on", ">" + redisPass}, toAny(strings.Fields(minimalACL))...)...)
-	api := newFakeAPI(10 * time.Millisecond)
-	hs := httptest.NewServer(api)
-	defer hs.Close()
+	api := &fakeapi.API{Delay: 10 * time.Millisecond}
+	apiURL := api.Start(t)
 	section := fmt.Sprintf("  url: redis://sg:%s@%s/0", redisPass, srv.addr())
-	cfg := apiWorkerConfig(section, "secrets", hs.URL) +
+	cfg := apiWorkerConfig(section, "secrets", apiURL) +
 		"      headers: {Authorization: \"Bearer ${API_TOKEN}\"}\nlog: {level: debug}\n"
 	w := startReadyWorker(t, cfg, "API_TOKEN="+token)
 	enqueueCallsOn(t, admin, "secrets", 5)
 	eventually(t, 30*time.Second, "every task to run", func() bool { return api.Distinct() == 5 })
-	api.mu.Lock()
-	got := api.headers[0].Get("Authorization")
-	api.mu.Unlock()
+	got := api.Headers()[0].Get("Authorization")
 	if got != "Bearer "+token {
 		t.Fatalf("the API got Authorization %q: the header from the environment was not sent", got)
 	}
@@ -61,10 +59,9 @@ func TestSecretsStayOutOfLogsAndAdmin(t *testing.T) {
 // has that port, naming the same loopback address).
 func TestAdminListensOnLoopbackByDefault(t *testing.T) {
 	srv := startRedis(t)
-	api := newFakeAPI(0)
-	hs := httptest.NewServer(api)
-	defer hs.Close()
-	w := startWorker(t, apiWorkerConfig("  url: redis://"+srv.addr()+"/0", "admin", hs.URL), nil)
+	api := &fakeapi.API{}
+	apiURL := api.Start(t)
+	w := startWorker(t, apiWorkerConfig("  url: redis://"+srv.addr()+"/0", "admin", apiURL), nil)
 	eventually(t, 30*time.Second, "the admin server's address in the log", func() bool {
 		return strings.Contains(w.Logs(), "127.0.0.1:9090")
 	})

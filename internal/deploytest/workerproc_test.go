@@ -3,18 +3,14 @@ package deploytest
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotguard/slotguard/internal/redistest"
-	"github.com/slotguard/slotguard/internal/tally"
 	"github.com/slotguard/slotguard/internal/workerproc"
 )
 
@@ -83,29 +79,4 @@ func startReadyWorker(t *testing.T, yaml string, env ...string) *workerproc.Proc
 		return p.Get("/readyz") == "ready\n"
 	})
 	return p
-}
-
-// fakeAPI counts its concurrent requests and records each task's "n" it
-// served, and the request headers.
-type fakeAPI struct {
-	tally.Served
-	inflight, peak atomic.Int64
-	delay          time.Duration
-	mu             sync.Mutex
-	headers        []http.Header
-}
-
-func newFakeAPI(delay time.Duration) *fakeAPI {
-	return &fakeAPI{delay: delay}
-}
-
-func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	now := a.inflight.Add(1)
-	defer a.inflight.Add(-1)
-	tally.RaiseMax(&a.peak, now)
-	time.Sleep(a.delay)
-	a.mu.Lock()
-	a.Add(strings.TrimPrefix(r.URL.Path, "/call/"))
-	a.headers = append(a.headers, r.Header.Clone())
-	a.mu.Unlock()
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slotguard/slotguard/internal/fakeapi"
 	"github.com/slotguard/slotguard/internal/redistest"
 )
 
@@ -30,7 +31,8 @@ func TestWorkerChaos(t *testing.T) {
 	)
 	srv := redistest.StartServer(t)
 	rdb := srv.Client(nil)
-	api, url := newAPI(t, 100*time.Millisecond) // 1,000 tasks at 5 at once: 20 s, the length of the chaos
+	api := &fakeapi.API{Delay: 100 * time.Millisecond} // 1,000 tasks at 5 at once: 20 s, the length of the chaos
+	url := api.Start(t)
 	cfg := writeConfig(t, workerConfig(srv.Addr(), url, limit, 10, lease))
 
 	procs := make([]*proc, workers)
@@ -62,8 +64,8 @@ func TestWorkerChaos(t *testing.T) {
 	if n := archived(t, rdb); n != 0 {
 		t.Fatalf("%d tasks archived", n)
 	}
-	if p := api.peak.Load(); p > limit {
-		t.Fatalf("the API saw %d concurrent calls; limit %d; %s", p, limit, api.peakReport())
+	if p := api.Peak(); p > limit {
+		t.Fatalf("the API saw %d concurrent calls; limit %d; %s", p, limit, api.PeakReport())
 	}
 	assertNoSlotHeldAfter(t, rdb, lease)
 	for i, p := range procs {
@@ -77,6 +79,6 @@ func TestWorkerChaos(t *testing.T) {
 		leaseLost += strings.Count(p.logs(), "slot lease lost")
 	}
 	t.Logf("FIGURES chaos: kills=%d tasks=%d completed=%d lost=%d archived=0 api_peak=%d limit=%d overshoot=%d leaked=0 duplicates=%d api_requests=%d asynq_failed_today=%d lease_lost_in_survivors=%d tail_after_chaos=%v total=%v",
-		kills, tasks, distinct, tasks-distinct, api.peak.Load(), limit, max(0, int(api.peak.Load())-limit), dups,
-		api.requests.Load(), q.Failed, leaseLost, end.Sub(chaosEnd).Round(time.Second), end.Sub(start).Round(time.Second))
+		kills, tasks, distinct, tasks-distinct, api.Peak(), limit, max(0, int(api.Peak())-limit), dups,
+		api.Requests(), q.Failed, leaseLost, end.Sub(chaosEnd).Round(time.Second), end.Sub(start).Round(time.Second))
 }

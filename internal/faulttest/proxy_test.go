@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/slotguard/slotguard/internal/fakeapi"
 	"github.com/slotguard/slotguard/internal/netproxy"
 	"github.com/slotguard/slotguard/internal/redistest"
 	"github.com/slotguard/slotguard/limiter"
@@ -177,7 +178,8 @@ func TestWorkersThroughFaultyNetwork(t *testing.T) {
 	srv := redistest.StartServer(t)
 	rdb := srv.Client(nil)
 	px := startProxy(t, srv.Addr())
-	api, url := newAPI(t, 50*time.Millisecond)
+	api := &fakeapi.API{Delay: 50 * time.Millisecond}
+	url := api.Start(t)
 	cfg := writeConfig(t, workerConfig(px.Addr(), url, limit, 10, lease))
 	procs := []*proc{startWorker(t, cfg), startWorker(t, cfg)}
 	enqueue(t, rdb, "", tasks)
@@ -226,8 +228,8 @@ func TestWorkersThroughFaultyNetwork(t *testing.T) {
 	// lease) before Acquire returns it, so a grant that expired on a stalled
 	// connection is never acted on: no overshoot, whatever the faults.
 	doa := deadOnArrival(procs...)
-	if p := api.peak.Load(); p > limit {
-		t.Fatalf("the API saw %d concurrent calls; limit %d (permits lost within %v of their task starting: %d); %s", p, limit, doaWindow, doa, api.peakReport())
+	if p := api.Peak(); p > limit {
+		t.Fatalf("the API saw %d concurrent calls; limit %d (permits lost within %v of their task starting: %d); %s", p, limit, doaWindow, doa, api.PeakReport())
 	}
 	assertNoSlotHeldAfter(t, rdb, lease)
 	requeued, redisRequeues, failed := 0, 0, 0
@@ -242,7 +244,7 @@ func TestWorkersThroughFaultyNetwork(t *testing.T) {
 		failed += strings.Count(logs, "outcome=failure")
 	}
 	t.Logf("FIGURES workers-net: latency=1 stall=1(%v) cuts=%d tasks=%d completed=%d lost=%d archived=0 api_peak=%d limit=%d overshoot=%d dead_on_arrival_permits=%d leaked=0 requeued=%d (redis_error %d) failed_then_retried=%d lease_lost_lines=%d duplicates=%d tail_after_faults=%v total=%v",
-		2*lease, cuts, tasks, distinct, tasks-distinct, api.peak.Load(), limit, max(0, api.peak.Load()-limit), doa, requeued, redisRequeues, failed, leaseLostLines(procs...), dups,
+		2*lease, cuts, tasks, distinct, tasks-distinct, api.Peak(), limit, max(0, api.Peak()-limit), doa, requeued, redisRequeues, failed, leaseLostLines(procs...), dups,
 		time.Since(faultsEnd).Round(time.Second), time.Since(start).Round(time.Second))
 }
 
