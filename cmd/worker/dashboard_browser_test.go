@@ -22,6 +22,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/limiter"
 )
 
@@ -251,7 +252,7 @@ admin:
 	for _, cust := range append([]string{"acme"}, hostile...) {
 		enqueue("cust:sleep", map[string]any{"ms": 120_000, "customer": cust})
 	}
-	eventually(t, 20*time.Second, "the tasks to hold their slots", func() bool {
+	wait.Until(t, 20*time.Second, "the tasks to hold their slots", func() bool {
 		real, err := redisLimiters(t.Context(), rdb)
 		return err == nil && len(real) == 4 && real["demo"].Held == 2 && real["demo"].Waiting == 1 && real["cust/acme"].Held == 1
 	})

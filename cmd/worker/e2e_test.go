@@ -16,6 +16,7 @@ import (
 	"github.com/slotguard/slotguard/internal/asynqtest"
 	"github.com/slotguard/slotguard/internal/fakeapi"
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/internal/workerproc"
 	"github.com/slotguard/slotguard/limiter"
 )
@@ -112,7 +113,7 @@ func TestThreeWorkersNeverExceedTheLimitAndCompleteEveryTask(t *testing.T) {
 	}
 	start := time.Now()
 	enqueueCalls(t, queue, tasks)
-	eventually(t, 90*time.Second, "every task to complete", func() bool {
+	wait.Until(t, 90*time.Second, "every task to complete", func() bool {
 		return api.Distinct() == tasks && queueEmpty(t, queue)
 	})
 	took := time.Since(start)
@@ -122,7 +123,7 @@ func TestThreeWorkersNeverExceedTheLimitAndCompleteEveryTask(t *testing.T) {
 	if n := archived(t, queue); n != 0 {
 		t.Fatalf("%d tasks archived", n)
 	}
-	eventually(t, 10*time.Second, "slots to be released", func() bool { return heldSlots(t, b.Prefix, "api") == 0 })
+	wait.Until(t, 10*time.Second, "slots to be released", func() bool { return heldSlots(t, b.Prefix, "api") == 0 })
 
 	var success float64
 	for _, w := range ws {
@@ -154,7 +155,7 @@ func TestSIGTERMDuringLoadLosesNoTaskAndLeaksNoSlot(t *testing.T) {
 	cfg := apiConfig(asynqtest.DB(t), b.Prefix, queue, apiURL, limit, "")
 	w := startWorker(t, cfg)
 	enqueueCalls(t, queue, tasks)
-	eventually(t, 20*time.Second, "some tasks to complete", func() bool { return api.Distinct() >= 4 })
+	wait.Until(t, 20*time.Second, "some tasks to complete", func() bool { return api.Distinct() >= 4 })
 	w.Signal(syscall.SIGTERM)
 	if err := w.Wait(t, 20*time.Second); err != nil {
 		t.Fatalf("worker exited with %v after SIGTERM", err)
@@ -171,7 +172,7 @@ func TestSIGTERMDuringLoadLosesNoTaskAndLeaksNoSlot(t *testing.T) {
 	}
 	// Nothing was lost: a new worker finishes the rest.
 	startWorker(t, cfg)
-	eventually(t, 60*time.Second, "the rest to complete", func() bool { return api.Distinct() == tasks && queueEmpty(t, queue) })
+	wait.Until(t, 60*time.Second, "the rest to complete", func() bool { return api.Distinct() == tasks && queueEmpty(t, queue) })
 	if n := archived(t, queue); n != 0 {
 		t.Fatalf("%d tasks archived", n)
 	}
@@ -197,7 +198,7 @@ func TestHTTP429IsRequeuedWithoutSpendingRetries(t *testing.T) {
 	w := startWorker(t, apiConfig(asynqtest.DB(t), b.Prefix, queue, apiURL, 4, ""))
 	start := time.Now()
 	enqueueCalls(t, queue, tasks, asynq.MaxRetry(0)) // a failure would archive at once
-	eventually(t, 30*time.Second, "every task to complete after its 429", func() bool {
+	wait.Until(t, 30*time.Second, "every task to complete after its 429", func() bool {
 		return api.Distinct() == tasks && queueEmpty(t, queue)
 	})
 	if took := time.Since(start); took < time.Second/2 {

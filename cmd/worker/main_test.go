@@ -35,12 +35,6 @@ func startWorker(t *testing.T, yaml string, env ...string) *workerproc.Proc {
 	t.Helper()
 	admin := fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
 	p := workerproc.Start(t, binary, yaml, []string{"--admin-addr", admin}, env...)
-	eventually(t, 20*time.Second, "the worker to be ready", func() bool { return p.Get("/readyz") == "ready\n" })
+	wait.Until(t, 20*time.Second, "the worker to be ready", func() bool { return p.Get("/readyz") == "ready\n" })
 	return p
-}
-
-// eventually waits until cond holds, failing the test after d.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	wait.Until(t, d, what, cond)
 }

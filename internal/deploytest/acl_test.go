@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotguard/slotguard/internal/fakeapi"
+	"github.com/slotguard/slotguard/internal/wait"
 )
 
 // minimalACL is the ACL rule set slotguard needs with the default prefix,
@@ -38,7 +39,7 @@ func aclWorkload(t *testing.T, addr, user, pass string, admin *redis.Client) *fa
 	cfg := aclWorkerConfig(section, queue, apiURL)
 	startReadyWorker(t, cfg)
 	enqueueMixed(t, admin, queue, tasks)
-	eventually(t, 60*time.Second, "every task to run", func() bool {
+	wait.Until(t, 60*time.Second, "every task to run", func() bool {
 		ok, _ := queueDone(admin, queue)
 		return ok && api.Distinct() == tasks
 	})
@@ -116,11 +117,11 @@ func TestACLWithoutTheLimiterKeysFailsClearly(t *testing.T) {
 	enqueueMixed(t, admin, "acl", 4)
 	// The worker's log says only reason=redis_error (see the report); the
 	// server's ACL LOG names the refused key and user.
-	eventually(t, 20*time.Second, "requeues for a Redis error in the log", func() bool {
+	wait.Until(t, 20*time.Second, "requeues for a Redis error in the log", func() bool {
 		return strings.Contains(w.Logs(), "reason=redis_error")
 	})
 	var entry string
-	eventually(t, 10*time.Second, "an ACL LOG entry for the limiter's keys", func() bool {
+	wait.Until(t, 10*time.Second, "an ACL LOG entry for the limiter's keys", func() bool {
 		log, _ := admin.Do(context.Background(), "ACL", "LOG").Slice()
 		for _, e := range log {
 			if s := fmt.Sprint(e); strings.Contains(s, "nolimiter") && strings.Contains(s, "slotguard:") {

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotguard/slotguard/internal/fakeapi"
+	"github.com/slotguard/slotguard/internal/wait"
 )
 
 // TestSecretsStayOutOfLogsAndAdmin runs the worker with a Redis password in
@@ -27,7 +28,7 @@ func TestSecretsStayOutOfLogsAndAdmin(t *testing.T) {
 		"      headers: {Authorization: \"Bearer ${API_TOKEN}\"}\nlog: {level: debug}\n"
 	w := startReadyWorker(t, cfg, "API_TOKEN="+token)
 	enqueueCallsOn(t, admin, "secrets", 5)
-	eventually(t, 30*time.Second, "every task to run", func() bool { return api.Distinct() == 5 })
+	wait.Until(t, 30*time.Second, "every task to run", func() bool { return api.Distinct() == 5 })
 	got := api.Headers()[0].Get("Authorization")
 	if got != "Bearer "+token {
 		t.Fatalf("the API got Authorization %q: the header from the environment was not sent", got)
@@ -62,7 +63,7 @@ func TestAdminListensOnLoopbackByDefault(t *testing.T) {
 	api := &fakeapi.API{}
 	apiURL := api.Start(t)
 	w := startWorker(t, apiWorkerConfig("  url: redis://"+srv.addr()+"/0", "admin", apiURL), nil)
-	eventually(t, 30*time.Second, "the admin server's address in the log", func() bool {
+	wait.Until(t, 30*time.Second, "the admin server's address in the log", func() bool {
 		return strings.Contains(w.Logs(), "127.0.0.1:9090")
 	})
 	for _, l := range strings.Split(w.Logs(), "\n") {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/slotguard/slotguard/internal/fakeapi"
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 )
 
 // testCA is a certificate authority made for one test.
@@ -157,7 +158,7 @@ func TestWorkerOverTLS(t *testing.T) {
 		section := fmt.Sprintf("  url: rediss://%s/0\n  tls: {ca_file: %q}", srv.addr(), ca.file)
 		startReadyWorker(t, apiWorkerConfig(section, queue, apiURL))
 		enqueueCallsOn(t, rdb, queue, tasks)
-		eventually(t, 30*time.Second, "every task to run", func() bool {
+		wait.Until(t, 30*time.Second, "every task to run", func() bool {
 			ok, _ := queueDone(rdb, queue)
 			return ok && api.Distinct() == tasks
 		})
@@ -172,7 +173,7 @@ func TestWorkerOverTLS(t *testing.T) {
 		other := newCA(t, dir, "some-other-ca")
 		section := fmt.Sprintf("  url: rediss://%s/0\n  tls: {ca_file: %q}", srv.addr(), other.file)
 		w := startAdminWorker(t, apiWorkerConfig(section, queue, apiURL))
-		eventually(t, 20*time.Second, "a clear TLS error in the log", func() bool {
+		wait.Until(t, 20*time.Second, "a clear TLS error in the log", func() bool {
 			return strings.Contains(w.Logs(), "x509: certificate signed by unknown authority")
 		})
 		if got := w.Get("/readyz"); got != "redis unreachable\n" {
@@ -183,7 +184,7 @@ func TestWorkerOverTLS(t *testing.T) {
 	t.Run("plain redis:// to a TLS port is never ready", func(t *testing.T) {
 		section := fmt.Sprintf("  url: redis://%s/0", srv.addr())
 		w := startAdminWorker(t, apiWorkerConfig(section, queue, apiURL))
-		eventually(t, 20*time.Second, "an error in the log", func() bool {
+		wait.Until(t, 20*time.Second, "an error in the log", func() bool {
 			return strings.Contains(w.Logs(), "level=ERROR")
 		})
 		if got := w.Get("/readyz"); got != "redis unreachable\n" {

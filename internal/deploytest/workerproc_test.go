@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/internal/workerproc"
 )
 
@@ -63,7 +64,7 @@ func startWorker(t *testing.T, yaml string, args []string, env ...string) *worke
 func startAdminWorker(t *testing.T, yaml string, env ...string) *workerproc.Proc {
 	t.Helper()
 	p := startWorker(t, yaml, []string{"--admin-addr", fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))}, env...)
-	eventually(t, 30*time.Second, "the admin server", func() bool { return p.Get("/healthz") == "ok\n" })
+	wait.Until(t, 30*time.Second, "the admin server", func() bool { return p.Get("/healthz") == "ok\n" })
 	return p
 }
 
@@ -72,7 +73,7 @@ func startAdminWorker(t *testing.T, yaml string, env ...string) *workerproc.Proc
 func startReadyWorker(t *testing.T, yaml string, env ...string) *workerproc.Proc {
 	t.Helper()
 	p := startWorker(t, yaml, []string{"--admin-addr", fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))}, env...)
-	eventually(t, 30*time.Second, "the worker to be ready", func() bool {
+	wait.Until(t, 30*time.Second, "the worker to be ready", func() bool {
 		if done, err := p.Exited(); done {
 			t.Fatalf("worker exited early: %v\n%s", err, p.Logs())
 		}

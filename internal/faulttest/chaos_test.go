@@ -8,6 +8,7 @@ import (
 
 	"github.com/slotguard/slotguard/internal/fakeapi"
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 )
 
 // TestWorkerChaos is issue 8's fault test 1: three worker processes share a
@@ -55,7 +56,7 @@ func TestWorkerChaos(t *testing.T) {
 	t.Logf("chaos: %d SIGKILLs and restarts in %v; %d of %d tasks done by then",
 		kills, chaosEnd.Sub(start).Round(time.Millisecond), doneAtChaosEnd, tasks)
 
-	eventually(t, 210*time.Second, "every task to complete after the chaos", func() bool {
+	wait.Until(t, 210*time.Second, "every task to complete after the chaos", func() bool {
 		n, _ := api.Count("")
 		return n == tasks && drained(rdb)
 	})

@@ -109,7 +109,7 @@ func startWorker(t *testing.T, cfg string) *proc {
 			_ = os.WriteFile(filepath.Join(dir, t.Name()+"-"+filepath.Base(p.logPath)), []byte(p.logs()), 0o644)
 		}
 	})
-	eventually(t, 20*time.Second, "the worker's admin server", func() bool {
+	wait.Until(t, 20*time.Second, "the worker's admin server", func() bool {
 		resp, err := http.Get("http://" + p.admin + "/healthz")
 		if err != nil {
 			return false
@@ -155,12 +155,6 @@ func writeConfig(t *testing.T, yaml string) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-// eventually waits until cond holds, failing the test after d.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	wait.Until(t, d, what, cond)
 }
 
 // enqueue adds n api:call tasks whose "n" is prefix followed by 0..n-1.

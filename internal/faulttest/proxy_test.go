@@ -13,6 +13,7 @@ import (
 	"github.com/slotguard/slotguard/internal/fakeapi"
 	"github.com/slotguard/slotguard/internal/netproxy"
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/limiter"
 )
 
@@ -134,7 +135,7 @@ func TestLimiterThroughFaultyNetwork(t *testing.T) {
 		lostAfter = max(lostAfter, d)
 	}
 	// Redis sees the leases run out while the proxy is still stalled.
-	eventually(t, lease+time.Second, "the stalled holders' slots to come back", func() bool { return heldNow() == 0 })
+	wait.Until(t, lease+time.Second, "the stalled holders' slots to come back", func() bool { return heldNow() == 0 })
 
 	// Cut: every connection closes, and new ones are refused.
 	px.Cut()
@@ -188,7 +189,7 @@ func TestWorkersThroughFaultyNetwork(t *testing.T) {
 	progress := func(what string, more int) {
 		t.Helper()
 		from := done()
-		eventually(t, 60*time.Second, what, func() bool { return done() >= min(from+more, tasks) })
+		wait.Until(t, 60*time.Second, what, func() bool { return done() >= min(from+more, tasks) })
 	}
 
 	progress("tasks to start", 20)
@@ -217,7 +218,7 @@ func TestWorkersThroughFaultyNetwork(t *testing.T) {
 	// Tasks whose handler lost its lease count as failed and come back after
 	// asynq's retry delay (15-45 s); a dequeue whose reply a cut lost leaves
 	// its task to asynq's recoverer (1-2 minutes; see TestWorkerChaos).
-	eventually(t, 210*time.Second, "every task to complete", func() bool {
+	wait.Until(t, 210*time.Second, "every task to complete", func() bool {
 		return done() == tasks && drained(rdb)
 	})
 	distinct, dups := api.Count("")
@@ -237,7 +238,7 @@ func TestWorkersThroughFaultyNetwork(t *testing.T) {
 		if !p.alive() {
 			t.Fatalf("worker %d exited", i)
 		}
-		eventually(t, 10*time.Second, "the worker to be ready", p.ready)
+		wait.Until(t, 10*time.Second, "the worker to be ready", p.ready)
 		logs := p.logs()
 		requeued += strings.Count(logs, `msg="task requeued"`)
 		redisRequeues += strings.Count(logs, "reason=redis_error")

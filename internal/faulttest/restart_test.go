@@ -11,6 +11,7 @@ import (
 
 	"github.com/slotguard/slotguard/internal/fakeapi"
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/limiter"
 )
 
@@ -53,13 +54,13 @@ func TestRedisRestartWithAOFLosesNothing(t *testing.T) {
 	restarts := 0
 	var downtime time.Duration
 	for _, at := range []int{tasks / 4, tasks * 3 / 5} {
-		eventually(t, 60*time.Second, "tasks to progress", func() bool { n, _ := api.Count(""); return n >= at })
+		wait.Until(t, 60*time.Second, "tasks to progress", func() bool { n, _ := api.Count(""); return n >= at })
 		t0 := time.Now()
 		srv.Restart() // SIGKILL, start on the same port and dir, wait for PING
 		downtime = max(downtime, time.Since(t0))
 		restarts++
 		for _, p := range procs {
-			eventually(t, 30*time.Second, "the worker to be ready again", p.ready)
+			wait.Until(t, 30*time.Second, "the worker to be ready again", p.ready)
 		}
 	}
 	doneAtLastRestart, _ := api.Count("")
@@ -69,7 +70,7 @@ func TestRedisRestartWithAOFLosesNothing(t *testing.T) {
 	// A reply lost in a restart can leave a task in asynq's active list
 	// with no worker (the dequeue ran, its reply did not arrive); asynq's
 	// recoverer brings it back 1-2 minutes later. See TestWorkerChaos.
-	eventually(t, 200*time.Second, "every task to complete", func() bool {
+	wait.Until(t, 200*time.Second, "every task to complete", func() bool {
 		n, _ := api.Count("")
 		return n == tasks && drained(rdb)
 	})
@@ -136,7 +137,7 @@ func TestRedisRestartWithoutPersistence(t *testing.T) {
 		_ = p.Release(t.Context())
 	}
 	enqueue(t, rdb, "a", tasks)
-	eventually(t, 30*time.Second, "every slot to be in use", func() bool { return api.InFlight() == limit })
+	wait.Until(t, 30*time.Second, "every slot to be in use", func() bool { return api.InFlight() == limit })
 	before, err := sem.Info(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +171,7 @@ func TestRedisRestartWithoutPersistence(t *testing.T) {
 	}
 
 	// The holders learn at their next renewal, and stop.
-	eventually(t, lease, "every holder to learn its lease is lost and stop its call", func() bool {
+	wait.Until(t, lease, "every holder to learn its lease is lost and stop its call", func() bool {
 		return !api.AnyInCall(old) && leaseLostLines(procs...) >= 1
 	})
 	learned := time.Since(restarted)
@@ -180,14 +181,14 @@ func TestRedisRestartWithoutPersistence(t *testing.T) {
 		t.Fatalf("%d lease-lost lines for at most %d holders", lost, limit)
 	}
 	for _, p := range procs {
-		eventually(t, 30*time.Second, "the worker to be ready again", p.ready)
+		wait.Until(t, 30*time.Second, "the worker to be ready again", p.ready)
 	}
 
 	// New work runs under the limit, seeded again from the configuration.
 	api.ResetPeak()
 	const more = 12
 	enqueue(t, rdb, "b", more)
-	eventually(t, 60*time.Second, "the new tasks to complete", func() bool {
+	wait.Until(t, 60*time.Second, "the new tasks to complete", func() bool {
 		n, _ := api.Count("b")
 		return n == more && drained(rdb)
 	})
