@@ -340,10 +340,7 @@ admin:
 		t.Fatalf("the form says %q after the change", demo.Note)
 	}
 
-	dir := filepath.Join(os.TempDir(), "slotguard-dashboard")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := screenshotDir(t)
 	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)
@@ -421,6 +418,22 @@ admin:
 	if len(dialogs) > 0 || len(exceptions) > 0 {
 		t.Fatalf("the page opened dialogs %q and threw %q", dialogs, exceptions)
 	}
+}
+
+// screenshotsEnv names a folder to keep the dashboard's screenshots in;
+// without it they go to the test's temporary directory and are removed.
+const screenshotsEnv = "SLOTGUARD_SCREENSHOTS"
+
+func screenshotDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv(screenshotsEnv)
+	if dir == "" {
+		return t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 func writeShot(t *testing.T, path string, png []byte) {

@@ -23,10 +23,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	code := m.Run()
-	asynqtest.Release()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	redistest.Main(m, func() {
+		asynqtest.Release()
+		os.RemoveAll(dir)
+	})
 }
 
 // startWorker runs the binary with a config file holding yaml and an admin

@@ -44,11 +44,11 @@ func (quietLogger) Printf(context.Context, string, ...any) {}
 func TestMain(m *testing.M) {
 	// The fault tests make go-redis log every refused dial.
 	redis.SetLogger(quietLogger{})
-	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
+	redistest.Main(m, func() {
+		if buildDir != "" {
+			os.RemoveAll(buildDir)
+		}
+	})
 }
 
 // startWorker runs the worker binary with yaml as its config file and extra

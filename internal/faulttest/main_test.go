@@ -31,9 +31,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	redistest.Main(m, func() { os.RemoveAll(dir) })
 }
 
 // Every test uses these names on its own redis-server.

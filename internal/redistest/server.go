@@ -34,7 +34,7 @@ func Binary(t testing.TB) string {
 		if Required() {
 			t.Fatalf("redistest: redis-server not found and %s=1", RequireEnv)
 		}
-		t.Skip("redistest: redis-server not installed; this test needs its own server")
+		skip(t, "redis-server is not installed, and the test starts its own")
 	}
 	return p
 }
@@ -75,7 +75,7 @@ func (s *Server) Start() {
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("redistest: start redis-server: %v", err)
 	}
-	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialerRetries: 1})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
