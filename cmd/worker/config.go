@@ -43,6 +43,10 @@ type workerSection struct {
 type adminSection struct {
 	Addr  string `yaml:"addr"`  // default 127.0.0.1:9090; "off" disables it
 	Token string `yaml:"token"` // lets non-loopback clients change limits
+
+	// defaulted is true when Addr is the default, which gives way to a free
+	// port when it is taken; an address that was asked for does not.
+	defaulted bool
 }
 
 type logSection struct {
@@ -108,7 +112,7 @@ func (c *fileConfig) withDefaults() {
 		c.Worker.ShutdownTimeout = defaultShutdownTimeout
 	}
 	if c.Admin.Addr == "" {
-		c.Admin.Addr = defaultAdminAddr
+		c.Admin.Addr, c.Admin.defaulted = defaultAdminAddr, true
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"

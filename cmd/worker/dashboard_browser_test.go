@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -22,6 +21,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/slotguard/slotguard/internal/redisconn"
 	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/limiter"
 )
@@ -207,12 +207,16 @@ func matches(shown []pageLimiter, real map[string]pageLimiter) string {
 func TestDashboardInBrowserShowsRealStateAndChangesALimit(t *testing.T) {
 	ctx := browser(t)
 
-	// With no Redis on 6379 the embedded one would take that port, where
-	// other packages' tests look for a real server; hold it meanwhile.
-	if ln, err := net.Listen("tcp", "127.0.0.1:6379"); err == nil {
-		defer ln.Close()
+	// An embedded Redis of its own, as the demo's: the dashboard must show
+	// what miniredis holds as well as a real server's state.
+	emb, err := redisconn.StartEmbedded("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer emb.Close()
 	w := startWorker(t, `
+redis:
+  url: `+emb.URL()+`
 limits:
   acquire_timeout: 2m
   rules:
@@ -231,11 +235,7 @@ handlers:
 admin:
   token: t0ken
 `, "REDIS_URL=")
-	m := regexp.MustCompile(`EMBEDDED,[\s\S]*?at (127\.0\.0\.1:\d+)\.`).FindStringSubmatch(w.Logs())
-	if m == nil {
-		t.Fatalf("no embedded Redis address in the banner:\n%s", w.Logs())
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: m[1]})
+	rdb := redis.NewClient(&redis.Options{Addr: emb.Addr()})
 	defer rdb.Close()
 
 	hostile := []string{`<img src=x onerror=alert(1)>`, `"><script>alert(2)</script>`}

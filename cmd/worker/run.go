@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -48,13 +47,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log := newLogger(stderr, cfg.Log.Format, cfg.Log.Level)
 
 	if cfg.Redis.Embedded() {
-		emb, err := redisconn.StartEmbedded(redisconn.DefaultEmbeddedAddr)
+		url, stop, err := localRedis(ctx, redisconn.DefaultEmbeddedAddr, stderr)
 		if err != nil {
 			return err
 		}
-		defer emb.Close()
-		fmt.Fprintf(stderr, embeddedBanner, emb.Addr(), emb.Port())
-		cfg.Redis.URL = emb.URL()
+		defer stop()
+		cfg.Redis.URL = url
 	}
 	rdb, err := cfg.Redis.NewClient()
 	if err != nil {
@@ -72,17 +70,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	return serve(ctx, cfg, rdb, log, getenv)
 }
-
-const embeddedBanner = `
-==========================================================================
- slotguard: no Redis configured, so this worker started an EMBEDDED,
- IN-MEMORY Redis (miniredis) at %s.
- It is for trying things out, NOT for production: tasks and limits are
- lost when this worker stops. Set --redis-url or REDIS_URL for a real one.
- Enqueue tasks with: go run ./cmd/enqueue --redis-url redis://127.0.0.1:%s ...
-==========================================================================
-
-`
 
 // serve runs the guarded asynq server and the admin server until ctx is
 // done, then shuts both down: tasks waiting for slots go back to their
@@ -118,9 +105,9 @@ func serve(ctx context.Context, cfg fileConfig, rdb redis.UniversalClient, log *
 	g, gctx := errgroup.WithContext(ctx)
 
 	if cfg.Admin.Addr != "off" {
-		ln, err := net.Listen("tcp", cfg.Admin.Addr)
+		ln, err := listenAdmin(cfg.Admin, log)
 		if err != nil {
-			return fmt.Errorf("admin server: %w", err)
+			return err
 		}
 		a := &admin{rdb: rdb, states: states, metrics: m, running: &running, token: cfg.Admin.Token, loopback: loopbackHost(ln.Addr().String()),
 			events: events, queues: newQueueReader(rdb, cfg.Worker.Queues), log: log}

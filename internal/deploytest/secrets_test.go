@@ -56,16 +56,19 @@ func TestSecretsStayOutOfLogsAndAdmin(t *testing.T) {
 }
 
 // TestAdminListensOnLoopbackByDefault starts the worker without an admin
-// address: it listens on 127.0.0.1:9090 (or fails because another process
-// has that port, naming the same loopback address).
+// address: it listens on 127.0.0.1:9090, or, where another process has that
+// port, on a free loopback port, and says so.
 func TestAdminListensOnLoopbackByDefault(t *testing.T) {
 	srv := startRedis(t)
 	api := &fakeapi.API{}
 	apiURL := api.Start(t)
 	w := startWorker(t, apiWorkerConfig("  url: redis://"+srv.addr()+"/0", "admin", apiURL), nil)
 	wait.Until(t, 30*time.Second, "the admin server's address in the log", func() bool {
-		return strings.Contains(w.Logs(), "127.0.0.1:9090")
+		return strings.Contains(w.Logs(), `msg="admin server listening" addr=http://127.0.0.1:`)
 	})
+	if !strings.Contains(w.Logs(), "addr=http://127.0.0.1:9090 ") && !strings.Contains(w.Logs(), "taken=127.0.0.1:9090") {
+		t.Fatalf("the admin server is neither on 127.0.0.1:9090 nor says that it was taken:\n%s", w.Logs())
+	}
 	for _, l := range strings.Split(w.Logs(), "\n") {
 		if strings.Contains(l, "admin server") && (strings.Contains(l, "0.0.0.0") || strings.Contains(l, "[::]")) {
 			t.Fatalf("the admin server is not on loopback: %s", l)
