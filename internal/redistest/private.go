@@ -1,16 +1,15 @@
 package redistest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -54,34 +53,42 @@ func tryPrivate(bin string) (*privateServer, error) {
 		return nil, err
 	}
 	s := &privateServer{addr: "127.0.0.1:" + strconv.Itoa(port), dir: dir, exited: make(chan struct{})}
+	logfile := filepath.Join(dir, "redis.log")
 	s.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "")
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", logfile)
 	s.cmd.SysProcAttr = privateProcAttr()
-	var log syncBuffer
-	s.cmd.Stdout, s.cmd.Stderr = &log, &log
 	if err := s.startLocked(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	c := redis.NewClient(&redis.Options{Addr: s.addr, MaxRetries: -1, DialerRetries: 1})
+	if err := awaitServer(s.addr, s.exited); err != nil {
+		log, _ := os.ReadFile(logfile)
+		s.stop()
+		return nil, fmt.Errorf("%w\n%s", err, log)
+	}
+	return s, nil
+}
+
+// awaitServer waits until the Redis at addr answers PING, for at most 10
+// seconds, or until exited (when not nil) is closed.
+func awaitServer(addr string, exited <-chan struct{}) error {
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialerRetries: 1})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		err := c.Ping(ctx).Err()
 		cancel()
-		if err == nil {
-			return s, nil
+		switch {
+		case err == nil:
+			return nil
+		case time.Now().After(deadline):
+			return fmt.Errorf("redis-server on %s did not answer within 10s: %w", addr, err)
 		}
 		select {
-		case <-s.exited:
-			s.stop()
-			return nil, fmt.Errorf("redis-server on %s exited: %s", s.addr, log.String())
+		case <-exited:
+			return fmt.Errorf("redis-server on %s exited", addr)
 		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("redis-server on %s did not answer within 10s: %v", s.addr, err)
 		}
 	}
 }
@@ -113,25 +120,4 @@ func (s *privateServer) stop() {
 		<-s.exited
 	}
 	_ = os.RemoveAll(s.dir)
-}
-
-// syncBuffer is a bytes.Buffer that the process and the caller share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.b.Len() > 64<<10 {
-		return len(p), nil // enough to say why it failed
-	}
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
