@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -90,7 +91,8 @@ func gone(pid int) bool {
 
 func TestMainStartsAPrivateRedisWhereNoneAnswersAndStopsIt(t *testing.T) {
 	Binary(t)
-	out, err := child(t, "report").CombinedOutput()
+	tmp := t.TempDir()
+	out, err := child(t, "report", "TMPDIR="+tmp).CombinedOutput()
 	if err != nil {
 		t.Fatalf("child failed: %v\n%s", err, out)
 	}
@@ -103,6 +105,9 @@ func TestMainStartsAPrivateRedisWhereNoneAnswersAndStopsIt(t *testing.T) {
 	}
 	if !gone(pid) {
 		t.Fatalf("redis-server %d still runs after its test binary exited", pid)
+	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "slotguard-redistest-*")); len(left) > 0 {
+		t.Fatalf("the server's directory is left behind: %v", left)
 	}
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialerRetries: 1})
 	defer c.Close()
@@ -118,7 +123,8 @@ func TestMainsRedisDiesWithAKilledTestBinary(t *testing.T) {
 		t.Skip("only Linux kills a child with its parent")
 	}
 	Binary(t)
-	cmd := child(t, "block")
+	// The killed binary cannot remove its server's directory: put it here.
+	cmd := child(t, "block", "TMPDIR="+t.TempDir())
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
