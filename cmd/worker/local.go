@@ -52,6 +52,7 @@ const embeddedBanner = `
 const freeNote = ` cmd/enqueue finds it at its default address, %s.
 `
 
-const takenNote = ` %s is taken by something that is not a Redis without a password,
- so enqueue tasks with: go run ./cmd/enqueue --redis-url redis://127.0.0.1:%s ...
+const takenNote = ` Something that does not answer as a Redis (one that wants a password?)
+ holds %s, so enqueue tasks with:
+   go run ./cmd/enqueue --redis-url redis://127.0.0.1:%s ...
 `
