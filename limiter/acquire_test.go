@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 )
 
 func TestAcquireUpToLimitThenTryFails(t *testing.T) {
@@ -228,7 +229,7 @@ func TestManyWaitersShareFewConnections(t *testing.T) {
 		waitingIs(t, s, n)
 		// 300 waiters wait on one Pub/Sub connection and a shared poll; the
 		// pool (64 connections) would be exhausted by blocking pops.
-		eventually(t, 2*time.Second, "pooled connections to go idle", func() bool {
+		wait.Until(t, 2*time.Second, "pooled connections to go idle", func() bool {
 			st := b.Client.PoolStats()
 			return st.TotalConns-st.IdleConns <= 2
 		})

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 )
 
 func TestWaitersAreServedInArrivalOrder(t *testing.T) {
@@ -116,7 +117,7 @@ func TestWaitersOfDeadProcessesLockNothing(t *testing.T) {
 		if info := mustInfo(t, s); info.Waiting != 1 {
 			t.Fatalf("while its process lives: %+v", info)
 		}
-		eventually(t, 2*time.Second, "the dead waiter to stop counting", func() bool { return mustInfo(t, s).Waiting == 0 })
+		wait.Until(t, 2*time.Second, "the dead waiter to stop counting", func() bool { return mustInfo(t, s).Waiting == 0 })
 		if locked, err := s.Locked(t.Context()); err != nil || locked {
 			t.Fatalf("Locked = %v, %v; want false: a slot is free and nobody live waits", locked, err)
 		}
@@ -139,7 +140,7 @@ func TestAWaiterQueuedWithoutAHeartbeatAfterIdlenessIsServed(t *testing.T) {
 		for round := range 3 {
 			hold := mustAcquire(t, other)
 			ch := acquireAsync(t.Context(), s)
-			eventually(t, 2*time.Second, "the waiter to queue", func() bool {
+			wait.Until(t, 2*time.Second, "the waiter to queue", func() bool {
 				return b.Client.ZCard(t.Context(), s.keys.keys[2]).Val() == 1
 			})
 			mustRelease(t, hold)

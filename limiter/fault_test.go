@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 )
 
 func TestRedisErrorOnAcquireIsWrappedAndLeaksNothing(t *testing.T) {
@@ -191,7 +192,7 @@ func TestFencesKeepRisingAcrossARestartThatLostTheData(t *testing.T) {
 		mustRelease(t, p)
 	}
 	srv.Restart() // nothing kept: the state starts afresh
-	eventually(t, 5*time.Second, "Redis to answer again", func() bool { return c.Ping(t.Context()).Err() == nil })
+	wait.Until(t, 5*time.Second, "Redis to answer again", func() bool { return c.Ping(t.Context()).Err() == nil })
 	p := mustAcquire(t, s)
 	if p.Fence() <= last {
 		t.Fatalf("fence %d after the restart, %d before: a downstream system would refuse the new holder", p.Fence(), last)

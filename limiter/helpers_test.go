@@ -26,12 +26,6 @@ func newSem(t *testing.T, b redistest.Backend, name string, limit int, opts *Opt
 	return s
 }
 
-// eventually waits until cond holds, failing the test after d.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	wait.Until(t, d, what, cond)
-}
-
 func mustInfo(t *testing.T, s *Semaphore) Info {
 	t.Helper()
 	info, err := s.Info(context.Background())
@@ -60,7 +54,7 @@ func mustRelease(t *testing.T, p *Permit) {
 // waitingIs waits until s has n queued waiters.
 func waitingIs(t *testing.T, s *Semaphore, n int) {
 	t.Helper()
-	eventually(t, 5*time.Second, "waiters to queue", func() bool { return mustInfo(t, s).Waiting == n })
+	wait.Until(t, 5*time.Second, "waiters to queue", func() bool { return mustInfo(t, s).Waiting == n })
 }
 
 // crash stops a permit's renewals without releasing it, as if its process

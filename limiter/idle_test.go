@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 )
 
 func TestOneOffSemaphoresLeaveNoKeysAndNoMemoryBehind(t *testing.T) {
@@ -48,7 +49,7 @@ func TestOneOffSemaphoresLeaveNoKeysAndNoMemoryBehind(t *testing.T) {
 		if b.Mini != nil {
 			b.Mini.FastForward(2 * idle) // miniredis ages keys only when told to
 		}
-		eventually(t, 5*time.Second, "the idle semaphores' keys to expire", func() bool {
+		wait.Until(t, 5*time.Second, "the idle semaphores' keys to expire", func() bool {
 			return len(b.Client.Keys(t.Context(), b.Prefix+"*").Val()) == stored
 		})
 		for _, k := range b.Client.Keys(t.Context(), b.Prefix+"*").Val() {
@@ -56,7 +57,7 @@ func TestOneOffSemaphoresLeaveNoKeysAndNoMemoryBehind(t *testing.T) {
 				t.Fatalf("left behind: %s (%s)", k, typ)
 			}
 		}
-		eventually(t, 5*time.Second, "the pollers to stop", func() bool { return pollers() == 0 })
+		wait.Until(t, 5*time.Second, "the pollers to stop", func() bool { return pollers() == 0 })
 		runtime.GC()
 		var after runtime.MemStats
 		runtime.ReadMemStats(&after)
@@ -85,7 +86,7 @@ func TestAStoredLimitOutlivesIdleness(t *testing.T) {
 		if b.Mini != nil {
 			b.Mini.FastForward(time.Second)
 		}
-		eventually(t, 3*time.Second, "the state to expire", func() bool {
+		wait.Until(t, 3*time.Second, "the state to expire", func() bool {
 			return b.Client.Exists(t.Context(), s.keys.keys[0]).Val() == 0
 		})
 		fresh := newSem(t, b, "kept", 1, nil)
@@ -114,7 +115,7 @@ func TestAHubLetsGoOfAClosedClient(t *testing.T) {
 	_, _ = s.Acquire(t.Context(), WithTimeout(100*time.Millisecond))
 	mustRelease(t, hold)
 	_ = c.Close()
-	eventually(t, 5*time.Second, "the hub to leave the map", func() bool {
+	wait.Until(t, 5*time.Second, "the hub to leave the map", func() bool {
 		hubsMu.Lock()
 		defer hubsMu.Unlock()
 		for k := range hubs {

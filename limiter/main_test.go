@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/slotguard/slotguard/internal/childproc"
+	"github.com/slotguard/slotguard/internal/redistest"
 )
 
 // childEnv names the variable that makes the test binary run as a helper
@@ -14,4 +15,7 @@ const childEnv = "SLOTGUARD_LIMITER_CHILD"
 // this binary as. Files register theirs in init.
 var childModes = map[string]func() error{}
 
-func TestMain(m *testing.M) { childproc.Main(m, childEnv, childModes, nil) }
+func TestMain(m *testing.M) {
+	childproc.Dispatch(childEnv, childModes)
+	redistest.Main(m, nil)
+}

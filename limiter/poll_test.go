@@ -14,13 +14,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 )
 
 // onlyWaiter returns the token of s's one local waiter.
 func onlyWaiter(t *testing.T, s *Semaphore) string {
 	t.Helper()
 	var token string
-	eventually(t, 5*time.Second, "a local waiter", func() bool {
+	wait.Until(t, 5*time.Second, "a local waiter", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for tok := range s.waiters {
@@ -46,7 +47,7 @@ func TestPollDeliversAGrantWhoseMessageWasLost(t *testing.T) {
 			t.Fatalf("after the poll's delivery: %+v", info)
 		}
 		// Taking the grant up removes it from the poll's list.
-		eventually(t, 2*time.Second, "the grant to be taken up", func() bool {
+		wait.Until(t, 2*time.Second, "the grant to be taken up", func() bool {
 			return b.Client.ZCard(t.Context(), s.keys.keys[5]).Val() == 0
 		})
 		mustRelease(t, r.p)
@@ -228,7 +229,7 @@ func TestARejectionWhoseMessageWasLostArrivesByThePoll(t *testing.T) {
 		}
 		mustRelease(t, hold)
 		// The rejection's record is gone with it.
-		eventually(t, 2*time.Second, "the rejection's record to go", func() bool {
+		wait.Until(t, 2*time.Second, "the rejection's record to go", func() bool {
 			return b.Client.ZCard(t.Context(), s.keys.keys[5]).Val() == 0 && b.Client.HLen(t.Context(), s.keys.keys[3]).Val() == 0
 		})
 	})
@@ -348,7 +349,7 @@ func TestAHandedOverGrantFoundByAnAcquireCallIsRenewedAtOnce(t *testing.T) {
 		w := s.waiters[token]
 		s.mu.Unlock()
 		mustRelease(t, hold)
-		eventually(t, 2*time.Second, "the hand-over", func() bool { return mustInfo(t, s).Held == 1 })
+		wait.Until(t, 2*time.Second, "the hand-over", func() bool { return mustInfo(t, s).Held == 1 })
 		w.askAgain()
 		r := granted(t, ch, 2*time.Second)
 		select {
@@ -493,7 +494,7 @@ func TestAWaiterThatLearnsOfItsRejectionFromACallLeavesTheQueue(t *testing.T) {
 func partitionUntilDropped(t *testing.T, s, other *Semaphore, partitioned *atomic.Bool) {
 	t.Helper()
 	partitioned.Store(true)
-	eventually(t, 5*time.Second, "Redis to drop the waiters", func() bool {
+	wait.Until(t, 5*time.Second, "Redis to drop the waiters", func() bool {
 		if err := other.SetLimit(t.Context(), 1); err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/slotguard/slotguard/internal/yamlx"
 )
 
 // Defaults for [Config]. The zero value of every field means its default.
@@ -172,18 +174,9 @@ func (c Config) Validate() error {
 }
 
 // ConfigError is one problem in a [Config]: the field's path, such as
-// "rules[1].limit", and the YAML line when the config came from YAML.
-type ConfigError struct {
-	Field string
-	Line  int // 0 when unknown
-	Err   error
-}
-
-func (e *ConfigError) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("worker: config %s (line %d): %v", e.Field, e.Line, e.Err)
-	}
-	return fmt.Sprintf("worker: config %s: %v", e.Field, e.Err)
-}
-
-func (e *ConfigError) Unwrap() error { return e.Err }
+// "rules[1].limit", the YAML line when the config came from YAML (0
+// otherwise), and the cause (Err, which Unwrap returns). It prints as
+// `rules[1].limit (line 6): must be at least 1, got 0`. It is the error type
+// of every slotguard configuration file, so that a program that embeds the
+// limits section in its own file reports all its problems alike.
+type ConfigError = yamlx.FieldError

@@ -2,11 +2,15 @@ package worker
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/slotguard/slotguard/internal/yamlx"
 )
 
 func TestParseConfigReadsTheLimitsSection(t *testing.T) {
@@ -42,18 +46,22 @@ func TestParseConfigErrorsNameFieldAndLine(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{"unknown key", "acquire_timeout: 5s\nbogus: 1\n", "config bogus (line 2): unknown key"},
-		{"bad duration", "lease: soon\n", "config lease (line 1): must be a duration"},
-		{"negative duration", "acquire_timeout: -1s\n", "config acquire_timeout (line 1): must not be negative"},
-		{"limit zero", "rules:\n  - name: a\n    queues: [q]\n    limit: 0\n", "config rules[0].limit (line 4): must be at least 1"},
-		{"limit not a number", "rules:\n  - name: a\n    queues: [q]\n    limit: many\n", "config rules[0].limit (line 4): must be an integer"},
-		{"duplicate name", "rules:\n  - {name: a, queues: [q], limit: 1}\n  - {name: a, queues: [q], limit: 1}\n", "config rules[1].name (line 3): duplicates rules[0].name"},
-		{"no selector", "rules:\n  - name: a\n    limit: 1\n", "config rules[0] (line 2): needs task_types or queues"},
-		{"missing name", "rules:\n  - queues: [q]\n    limit: 1\n", "config rules[0].name: is required"},
-		{"unknown rule key", "rules:\n  - name: a\n    queues: [q]\n    limits: 1\n", "config rules[0].limits (line 4): unknown key"},
-		{"negative max_waiting", "rules:\n  - {name: a, queues: [q], limit: 1, max_waiting: -1}\n", "config rules[0].max_waiting (line 2): must not be negative"},
-		{"rules not a list", "rules: {name: a}\n", "config rules (line 1): must be a list"},
-		{"min above max", "requeue_min_delay: 2m\nrequeue_max_delay: 1m\n", "config requeue_max_delay (line 2): must not be shorter"},
+		{"unknown key", "acquire_timeout: 5s\nbogus: 1\n", "worker: config: bogus (line 2): unknown key"},
+		{"bad duration", "lease: soon\n", "lease (line 1): must be a duration"},
+		{"negative duration", "acquire_timeout: -1s\n", "acquire_timeout (line 1): must not be negative"},
+		{"limit zero", "rules:\n  - name: a\n    queues: [q]\n    limit: 0\n", "rules[0].limit (line 4): must be at least 1"},
+		{"limit not a number", "rules:\n  - name: a\n    queues: [q]\n    limit: many\n", "rules[0].limit (line 4): must be an integer"},
+		{"duplicate name", "rules:\n  - {name: a, queues: [q], limit: 1}\n  - {name: a, queues: [q], limit: 1}\n", "rules[1].name (line 3): duplicates rules[0].name"},
+		{"no selector", "rules:\n  - name: a\n    limit: 1\n", "rules[0] (line 2): needs task_types or queues"},
+		{"missing name", "rules:\n  - queues: [q]\n    limit: 1\n", "rules[0].name (line 2): is required"},
+		{"unknown rule key", "rules:\n  - name: a\n    queues: [q]\n    limits: 1\n", "rules[0].limits (line 4): unknown key"},
+		{"negative max_waiting", "rules:\n  - {name: a, queues: [q], limit: 1, max_waiting: -1}\n", "rules[0].max_waiting (line 2): must not be negative"},
+		{"rules not a list", "rules: {name: a}\n", "rules (line 1): must be a list"},
+		{"min above max", "requeue_min_delay: 2m\nrequeue_max_delay: 1m\n", "requeue_max_delay (line 2): must not be shorter"},
+		{"duplicate key", "lease: 10s\nprefix: a\nlease: 20s\n", "lease (line 3): duplicate key: also set at line 1"},
+		{"duplicate key in a rule", "rules:\n  - name: a\n    queues: [q]\n    limit: 1\n    limit: 2\n", "rules[0].limit (line 5): duplicate key: also set at line 4"},
+		{"second document", "lease: 10s\n---\nlease: 20s\n", "worker: config: yamlx: more than one YAML document: the second starts at line 2"},
+		{"not a mapping", "- a\n", "top level (line 1): must be a mapping"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,19 +70,37 @@ func TestParseConfigErrorsNameFieldAndLine(t *testing.T) {
 				t.Fatalf("error = %v, want it to contain %q", err, tt.want)
 			}
 			var ce *ConfigError
-			if !errors.As(err, &ce) {
+			if !errors.As(err, &ce) && !errors.Is(err, yamlx.ErrMultipleDocuments) {
 				t.Fatalf("error %v is not a *ConfigError", err)
 			}
 		})
 	}
 }
 
-func TestParseConfigReportsEveryError(t *testing.T) {
-	_, err := ParseConfig([]byte("lease: x\nrules:\n  - {name: a, limit: 0}\n"))
-	for _, want := range []string{"lease (line 1)", "rules[0] (line 3): needs", "rules[0].limit (line 3)"} {
+func TestParseConfigReportsEveryErrorOnce(t *testing.T) {
+	_, err := ParseConfig([]byte("lease: x\nrules:\n  - {name: a, limit: 0}\n  - {name: b, queues: [q], limit: many}\n"))
+	for _, want := range []string{"lease (line 1)", "rules[0] (line 3): needs", "rules[0].limit (line 3)", "rules[1].limit (line 4): must be an integer"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error = %v, want it to contain %q", err, want)
 		}
+	}
+	// A value that does not decode is not also reported as invalid.
+	if strings.Contains(err.Error(), "rules[1].limit (line 4): must be at least 1") {
+		t.Errorf("error = %v, reports rules[1].limit twice", err)
+	}
+}
+
+func TestLoadConfigNamesTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "limits.yaml")
+	if err := os.WriteFile(path, []byte("rules:\n  - {name: a, queues: [q], limit: 0}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadConfig(path)
+	if err == nil || !strings.Contains(err.Error(), "worker: config "+path+": rules[0].limit (line 2)") {
+		t.Fatalf("error = %v, want it to name the file, field and line", err)
+	}
+	if _, err := LoadConfig(path + ".missing"); err == nil || !strings.Contains(err.Error(), path+".missing") {
+		t.Fatalf("missing file: %v", err)
 	}
 }
 
@@ -98,7 +124,8 @@ func TestConfigEmbedsInALargerDocument(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = ParseConfigNode(doc.Content[0].Content[1], "limits")
-	if err == nil || !strings.Contains(err.Error(), "config limits.rules[0].limit (line 3)") {
-		t.Fatalf("error = %v", err)
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Field != "limits.rules[0].limit" || ce.Line != 3 || !strings.Contains(ce.Err.Error(), "at least 1") {
+		t.Fatalf("error = %v, want a *ConfigError for limits.rules[0].limit at line 3", err)
 	}
 }

@@ -79,7 +79,7 @@ rules:
 `))
 	fmt.Println(err)
 	// Output:
-	// worker: config rules[0].limit (line 6): must be at least 1, got 0
+	// worker: config: rules[0].limit (line 6): must be at least 1, got 0
 }
 
 // ExampleExponentialBackoff shows the bounds of the default requeue delays.

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/slotguard/slotguard/internal/wait"
 )
 
 func TestRequeueAfterNeverArchivesNorSpendsARetry(t *testing.T) {
@@ -33,7 +35,7 @@ func TestRequeueAfterNeverArchivesNorSpendsARetry(t *testing.T) {
 	b.enqueue(t, "api:call", []byte("zero"), asynq.MaxRetry(0))
 	b.enqueue(t, "api:call", []byte("three"), asynq.MaxRetry(3))
 	b.enqueue(t, "free:call", []byte("free"), asynq.MaxRetry(0))
-	waitFor(t, 20*time.Second, "every task to finish", func() bool {
+	wait.Until(t, 20*time.Second, "every task to finish", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return runs["zero"] == 3 && runs["three"] == 3 && runs["free"] == 3 && b.queueInfo(t).Size == 0
@@ -76,7 +78,7 @@ func TestRequeueAfterUsesTheGivenDelay(t *testing.T) {
 		return nil
 	})
 	b.enqueue(t, "api:call", nil)
-	waitFor(t, 20*time.Second, "the second run", func() bool {
+	wait.Until(t, 20*time.Second, "the second run", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(times) == 2

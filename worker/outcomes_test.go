@@ -10,6 +10,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/limiter"
 )
 
@@ -36,8 +37,8 @@ func TestSlotIsReleasedWhenTheHandlerPanics(t *testing.T) {
 		return nil
 	})
 	b.enqueue(t, "api:call", nil, asynq.MaxRetry(1))
-	waitFor(t, 10*time.Second, "the retry after the panic to run", func() bool { return runs.Load() == 2 })
-	waitFor(t, 5*time.Second, "the slot to be free", semIdle(t, b.sem(t, "api", 1)))
+	wait.Until(t, 10*time.Second, "the retry after the panic to run", func() bool { return runs.Load() == 2 })
+	wait.Until(t, 5*time.Second, "the slot to be free", semIdle(t, b.sem(t, "api", 1)))
 	if n := b.events.count(EventReleased); n < 1 {
 		t.Errorf("released events = %d", n)
 	}
@@ -61,9 +62,9 @@ func TestSlotIsReleasedWhenTheHandlerTimesOut(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the handler's timeout never fired")
 	}
-	waitFor(t, 5*time.Second, "the slot to be free", semIdle(t, b.sem(t, "api", 1)))
+	wait.Until(t, 5*time.Second, "the slot to be free", semIdle(t, b.sem(t, "api", 1)))
 	// A task past its own timeout is a real failure: asynq archives it.
-	waitFor(t, 5*time.Second, "the task to be archived", func() bool { return b.queueInfo(t).Archived == 1 })
+	wait.Until(t, 5*time.Second, "the task to be archived", func() bool { return b.queueInfo(t).Archived == 1 })
 }
 
 func TestShutdownReturnsWaitingTasksToTheQueue(t *testing.T) {
@@ -80,7 +81,7 @@ func TestShutdownReturnsWaitingTasksToTheQueue(t *testing.T) {
 	for range n {
 		b.enqueue(t, "api:call", nil, asynq.MaxRetry(0))
 	}
-	waitFor(t, 10*time.Second, "five waiters", func() bool {
+	wait.Until(t, 10*time.Second, "five waiters", func() bool {
 		info, err := sem.Info(context.Background())
 		return err == nil && info.Waiting == n
 	})
@@ -110,7 +111,7 @@ func TestShutdownReturnsWaitingTasksToTheQueue(t *testing.T) {
 	// A new server finishes them all once the slot is free.
 	release()
 	b.start(t, g, b.fastConfig(5), h)
-	waitFor(t, 15*time.Second, "every task to run", func() bool { return ran.Load() == n })
+	wait.Until(t, 15*time.Second, "every task to run", func() bool { return ran.Load() == n })
 }
 
 func TestLeaseLostCancelsTheHandler(t *testing.T) {
@@ -152,7 +153,7 @@ func TestLeaseLostCancelsTheHandler(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the handler was not cancelled")
 	}
-	waitFor(t, 5*time.Second, "a lease-lost event", func() bool { return b.events.count(EventLeaseLost) == 1 })
+	wait.Until(t, 5*time.Second, "a lease-lost event", func() bool { return b.events.count(EventLeaseLost) == 1 })
 }
 
 func TestUnmatchedTaskCostsNoRedisCall(t *testing.T) {
@@ -199,15 +200,15 @@ func TestRequeueWithoutHooksStillNeverArchives(t *testing.T) {
 	}
 	defer srv.Shutdown()
 	b.enqueue(t, "api:call", nil) // default MaxRetry 25: hooks would keep the ID
-	waitFor(t, 10*time.Second, "two requeues", func() bool { return b.events.count(EventRequeued) >= 2 })
+	wait.Until(t, 10*time.Second, "two requeues", func() bool { return b.events.count(EventRequeued) >= 2 })
 	release()
-	waitFor(t, 10*time.Second, "the task to run", func() bool { return ran.Load() == 1 })
+	wait.Until(t, 10*time.Second, "the task to run", func() bool { return ran.Load() == 1 })
 	for _, e := range b.events.all(EventRequeued) {
 		if e.NewTaskID == "" {
 			t.Errorf("requeue without hooks kept the ID; it must move the task")
 		}
 	}
-	waitFor(t, 5*time.Second, "the queue to drain", func() bool { qi := b.queueInfo(t); return qi.Size == 0 && qi.Active == 0 })
+	wait.Until(t, 5*time.Second, "the queue to drain", func() bool { qi := b.queueInfo(t); return qi.Size == 0 && qi.Active == 0 })
 	if qi := b.queueInfo(t); qi.Archived != 0 || qi.FailedTotal != 0 {
 		t.Errorf("archived %d, failed %d", qi.Archived, qi.FailedTotal)
 	}

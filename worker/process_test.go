@@ -15,6 +15,7 @@ import (
 
 	"github.com/slotguard/slotguard/internal/asynqtest"
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 )
 
 func init() { childModes["server"] = childServer }
@@ -104,7 +105,7 @@ func TestGlobalLimitAcrossProcesses(t *testing.T) {
 		b.enqueue(t, "api:call", nil)
 	}
 	ctx := context.Background()
-	waitFor(t, 60*time.Second, fmt.Sprintf("%d tasks done", tasks), func() bool {
+	wait.Until(t, 60*time.Second, fmt.Sprintf("%d tasks done", tasks), func() bool {
 		n, _ := b.rdb.Get(ctx, b.prefix+":done").Int()
 		return n == tasks
 	})

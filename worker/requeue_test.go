@@ -11,6 +11,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/limiter"
 )
 
@@ -82,7 +83,7 @@ func runRequeueScript(t *testing.T, b *bundle, maxRetry int, steps string) {
 		switch step {
 		case 'R':
 			requeues++
-			waitFor(t, 10*time.Second, fmt.Sprintf("requeue %d", requeues), func() bool { return b.events.count(EventRequeued) >= requeues })
+			wait.Until(t, 10*time.Second, fmt.Sprintf("requeue %d", requeues), func() bool { return b.events.count(EventRequeued) >= requeues })
 			if i+1 < len(steps) && steps[i+1] != 'R' {
 				release()
 			}
@@ -103,7 +104,7 @@ func runRequeueScript(t *testing.T, b *bundle, maxRetry int, steps string) {
 					}
 					got <- func() { _ = p.Release(context.Background()) }
 				}()
-				waitFor(t, 5*time.Second, "our waiter", func() bool {
+				wait.Until(t, 5*time.Second, "our waiter", func() bool {
 					info, err := other.Info(context.Background())
 					return err == nil && info.Waiting == 1
 				})
@@ -118,7 +119,7 @@ func runRequeueScript(t *testing.T, b *bundle, maxRetry int, steps string) {
 		}
 	}
 
-	waitFor(t, 10*time.Second, "the queue to drain", func() bool {
+	wait.Until(t, 10*time.Second, "the queue to drain", func() bool {
 		qi := b.queueInfo(t)
 		return qi.Size == 0 && qi.Active == 0
 	})
@@ -171,7 +172,7 @@ func TestRequeueDelayGrowsPerTask(t *testing.T) {
 	defer holdSlot(t, b.sem(t, "api", 1))()
 	b.start(t, g, b.fastConfig(2), func(context.Context, *asynq.Task) error { return nil })
 	b.enqueue(t, "api:call", nil)
-	waitFor(t, 10*time.Second, "three requeues", func() bool { return b.events.count(EventRequeued) >= 3 })
+	wait.Until(t, 10*time.Second, "three requeues", func() bool { return b.events.count(EventRequeued) >= 3 })
 	for i, e := range b.events.all(EventRequeued)[:3] {
 		if e.Attempt != i+1 {
 			t.Errorf("requeue %d has attempt %d", i+1, e.Attempt)

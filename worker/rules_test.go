@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/slotguard/slotguard/internal/wait"
 )
 
 func TestPatternMatch(t *testing.T) {
@@ -100,7 +102,7 @@ func TestPartitionsAreLimitedSeparately(t *testing.T) {
 	for i := range perTenant * len(tenants) {
 		b.enqueue(t, "export:run", fmt.Appendf(nil, `{"tenant_id":%q}`, tenants[i%len(tenants)]))
 	}
-	waitFor(t, 30*time.Second, "every task", func() bool { return done.Load() == perTenant*int32(len(tenants)) })
+	wait.Until(t, 30*time.Second, "every task", func() bool { return done.Load() == perTenant*int32(len(tenants)) })
 	for tn, gg := range gauges {
 		if p := gg.peak.Load(); p > 2 {
 			t.Errorf("tenant %s: %d ran at once, limit 2", tn, p)
@@ -143,7 +145,7 @@ func TestMultiRuleTasksHoldEverySlot(t *testing.T) {
 	for i := range n {
 		b.enqueue(t, map[bool]string{true: "api:call", false: "other:job"}[i%2 == 0], nil)
 	}
-	waitFor(t, 30*time.Second, "every task", func() bool { return done.Load() == n })
+	wait.Until(t, 30*time.Second, "every task", func() bool { return done.Load() == n })
 	if p := api.peak.Load(); p > 2 {
 		t.Errorf("api: %d at once, limit 2", p)
 	}
@@ -151,7 +153,7 @@ func TestMultiRuleTasksHoldEverySlot(t *testing.T) {
 		t.Errorf("queue: %d at once, limit 3", p)
 	}
 	for _, name := range []string{"api", "queue"} {
-		waitFor(t, 5*time.Second, name+" to be idle", semIdle(t, b.sem(t, name, 1)))
+		wait.Until(t, 5*time.Second, name+" to be idle", semIdle(t, b.sem(t, name, 1)))
 	}
 }
 
@@ -191,7 +193,7 @@ func TestSaturatedRuleDoesNotStarveOtherTypes(t *testing.T) {
 			doneB.Add(1)
 			return nil
 		})
-		waitFor(t, 30*time.Second, "every B task", func() bool { return doneB.Load() == nB })
+		wait.Until(t, 30*time.Second, "every B task", func() bool { return doneB.Load() == nB })
 		return time.Since(start)
 	}
 	alone := measure(false)
@@ -220,11 +222,11 @@ func TestWaitCapCountsEachPartitionOnItsOwn(t *testing.T) {
 	for range 4 {
 		b.enqueue(t, "job", []byte(`{"tenant":"noisy"}`))
 	}
-	waitFor(t, 10*time.Second, "the noisy partition's wait cap to fill", func() bool {
+	wait.Until(t, 10*time.Second, "the noisy partition's wait cap to fill", func() bool {
 		return b.events.count(EventRequeued) >= 2 // 2 wait, 2 over the cap
 	})
 	b.enqueue(t, "job", []byte(`{"tenant":"quiet"}`))
-	waitFor(t, 10*time.Second, "the quiet tenant's task to run", quietDone.Load)
+	wait.Until(t, 10*time.Second, "the quiet tenant's task to run", quietDone.Load)
 	for _, e := range b.events.all(EventRequeued) {
 		if e.Semaphore != "t/noisy" {
 			t.Fatalf("a task of %s was requeued: %v", e.Semaphore, e.Err)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/slotguard/slotguard/internal/asynqtest"
 	"github.com/slotguard/slotguard/internal/redistest"
-	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/limiter"
 )
 
@@ -132,12 +131,6 @@ func (b *bundle) queueInfo(t *testing.T) *asynq.QueueInfo {
 		t.Fatal(err)
 	}
 	return qi
-}
-
-// waitFor waits until cond holds, failing the test after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	wait.Until(t, timeout, what, cond)
 }
 
 // eventLog records a guard's events.

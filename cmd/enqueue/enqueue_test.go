@@ -35,10 +35,10 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
-	code := m.Run()
-	asynqtest.Release()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	redistest.Main(m, func() {
+		asynqtest.Release()
+		os.RemoveAll(dir)
+	})
 }
 
 type result struct {

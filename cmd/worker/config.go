@@ -3,13 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"strings"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/slotguard/slotguard/internal/handlers"
 	"github.com/slotguard/slotguard/internal/redisconn"
@@ -22,7 +21,7 @@ import (
 type fileConfig struct {
 	Redis    redisconn.Config `yaml:"redis"`
 	Worker   workerSection    `yaml:"worker"`
-	Limits   worker.Config    `yaml:"-"` // decoded by worker.ParseConfigNode
+	Limits   worker.Config    `yaml:"limits"` // decoded and validated by its UnmarshalYAML
 	Handlers []handlerConfig  `yaml:"handlers"`
 	Admin    adminSection     `yaml:"admin"`
 	Log      logSection       `yaml:"log"`
@@ -44,6 +43,10 @@ type workerSection struct {
 type adminSection struct {
 	Addr  string `yaml:"addr"`  // default 127.0.0.1:9090; "off" disables it
 	Token string `yaml:"token"` // lets non-loopback clients change limits
+
+	// defaulted is true when Addr is the default, which gives way to a free
+	// port when it is taken; an address that was asked for does not.
+	defaulted bool
 }
 
 type logSection struct {
@@ -91,22 +94,11 @@ handlers:
 // reported, each with its field and line.
 func parseConfig(data []byte, getenv func(string) string) (fileConfig, error) {
 	var c fileConfig
-	root, err := yamlx.Root(data)
-	if err != nil {
+	root, err := yamlx.Parse(data)
+	if err != nil || root == nil {
 		return c, err
 	}
-	if root == nil {
-		return c, nil
-	}
-	var errs []error
-	if limits := yamlx.Cut(root, "limits"); limits != nil {
-		var err error
-		if c.Limits, err = worker.ParseConfigNode(limits, "limits"); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	errs = append(errs, yamlx.Decode(root, "", &c), c.validate(root, getenv))
-	return c, errors.Join(errs...)
+	return c, yamlx.Check(root, "", &c, func() error { return c.validate(getenv) })
 }
 
 func (c *fileConfig) withDefaults() {
@@ -120,7 +112,7 @@ func (c *fileConfig) withDefaults() {
 		c.Worker.ShutdownTimeout = defaultShutdownTimeout
 	}
 	if c.Admin.Addr == "" {
-		c.Admin.Addr = defaultAdminAddr
+		c.Admin.Addr, c.Admin.defaulted = defaultAdminAddr, true
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
@@ -130,12 +122,12 @@ func (c *fileConfig) withDefaults() {
 	}
 }
 
-// validate checks what the sections' own decoders do not; root, if not nil,
-// gives the lines.
-func (c *fileConfig) validate(root *yaml.Node, getenv func(string) string) error {
+// validate checks what the sections' own decoders do not. Its errors are
+// [*yamlx.FieldError]s without lines; [yamlx.Check] adds them.
+func (c *fileConfig) validate(getenv func(string) string) error {
 	var errs []error
 	add := func(field string, format string, args ...any) {
-		errs = append(errs, &yamlx.FieldError{Field: field, Line: lineOf(root, field), Err: fmt.Errorf(format, args...)})
+		errs = append(errs, &yamlx.FieldError{Field: field, Err: fmt.Errorf(format, args...)})
 	}
 	if err := c.Redis.Validate(); err != nil {
 		add("redis", "%s", strings.TrimPrefix(err.Error(), redisconn.ErrConfig.Error()+": "))
@@ -248,48 +240,21 @@ func (h *httpConfig) build(getenv func(string) string) (*handlers.HTTP, error) {
 	return &handlers.HTTP{Method: method, URL: tpl, Headers: hdr, Timeout: timeout}, nil
 }
 
-// lineOf finds the line of a dotted field path such as "handlers[1].http.url"
-// in root; 0 when it is not there.
-func lineOf(root *yaml.Node, field string) int {
-	n := root
-	line := 0
-	for part := range strings.SplitSeq(field, ".") {
-		if n == nil {
-			return line
-		}
-		name, idx := part, -1
-		if i := strings.IndexByte(part, '['); i >= 0 {
-			name = part[:i]
-			fmt.Sscanf(part[i:], "[%d]", &idx)
-		}
-		next := (*yaml.Node)(nil)
-		if n.Kind == yaml.MappingNode {
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				if n.Content[i].Value == name {
-					next, line = n.Content[i+1], n.Content[i].Line
-				}
-			}
-		}
-		if next != nil && idx >= 0 && next.Kind == yaml.SequenceNode && idx < len(next.Content) {
-			next = next.Content[idx]
-			line = next.Line
-		}
-		n = next
-	}
-	return line
-}
-
 // loadConfig applies the precedence flags > environment > file > defaults.
 func loadConfig(f *flags, getenv func(string) string) (fileConfig, string, error) {
 	var c fileConfig
 	source := "built-in demo configuration"
 	data := []byte(demoConfig)
 	if f.config != "" {
+		source = f.config
 		var err error
 		if data, err = os.ReadFile(f.config); err != nil {
-			return c, "", err
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err // the source already names the file
+			}
+			return c, source, err
 		}
-		source = f.config
 	}
 	c, err := parseConfig(data, getenv)
 	if err != nil {
@@ -308,7 +273,7 @@ func loadConfig(f *flags, getenv func(string) string) (fileConfig, string, error
 	if f.logFormat != "" {
 		c.Log.Format = f.logFormat
 	}
-	if err := c.validate(nil, getenv); err != nil {
+	if err := c.validate(getenv); err != nil {
 		return c, source, err
 	}
 	c.withDefaults()

@@ -27,8 +27,15 @@ func TestCheckReportsEveryBadConfigWithFieldAndLine(t *testing.T) {
 	}{
 		{"unknown key", "worker:\n  concurency: 5\n", []string{"worker.concurency (line 2): unknown key"}},
 		{"unknown section", "limitz: {}\n", []string{"limitz (line 1): unknown key"}},
-		{"limit 0", "limits:\n  rules:\n    - name: a\n      task_types: [x]\n      limit: 0\n", []string{"rules[0].limit", "line 5", "at least 1"}},
-		{"bad duration", "limits:\n  acquire_timeout: 5 parsecs\n", []string{"acquire_timeout", "line 2"}},
+		{"limit 0", "limits:\n  rules:\n    - name: a\n      task_types: [x]\n      limit: 0\n", []string{"limits.rules[0].limit (line 5): must be at least 1"}},
+		{"bad duration", "limits:\n  acquire_timeout: 5 parsecs\n", []string{"limits.acquire_timeout (line 2): must be a duration"}},
+		{"unknown key in limits", "limits:\n  leese: 1s\n", []string{"limits.leese (line 2): unknown key"}},
+		{"duplicate top-level key", "worker: {}\nlimits: {}\nworker: {}\n", []string{"worker (line 3): duplicate key: also set at line 1"}},
+		{"duplicate limits section", "limits:\n  lease: 1s\nlimits:\n  lease: 2s\n", []string{"limits (line 3): duplicate key: also set at line 1"}},
+		{"duplicate key in limits", "limits:\n  lease: 1s\n  lease: 2s\n", []string{"limits.lease (line 3): duplicate key: also set at line 2"}},
+		{"duplicate key in a rule", "limits:\n  rules:\n    - name: a\n      task_types: [x]\n      name: b\n      limit: 1\n", []string{"limits.rules[0].name (line 5): duplicate key: also set at line 3"}},
+		{"duplicate header", "handlers:\n  - type: x\n    http:\n      url: https://a.test/\n      headers:\n        A: b\n        A: c\n", []string{"handlers[0].http.headers.A (line 7): duplicate key: also set at line 6"}},
+		{"two documents", "worker: {}\n---\nlimits: {}\n", []string{"more than one YAML document", "line 2"}},
 		{"bad worker duration", "worker:\n  shutdown_timeout: soon\n", []string{"worker.shutdown_timeout (line 2)"}},
 		{"duplicate rule", "limits:\n  rules:\n    - {name: a, task_types: [x], limit: 1}\n    - {name: a, task_types: [y], limit: 1}\n", []string{"rules[1].name", "line 4", "duplicates"}},
 		{"handler with no kind", "handlers:\n  - type: x\n", []string{"handlers[0] (line 2): needs one of http, command or sleep"}},
@@ -63,11 +70,34 @@ func TestCheckReportsEveryBadConfigWithFieldAndLine(t *testing.T) {
 			if strings.Contains(out, "hunter2") {
 				t.Errorf("output leaks a password:\n%s", out)
 			}
+			if strings.Contains(c.name, "duplicate") && strings.Contains(out, "unknown key") {
+				t.Errorf("a duplicate key is reported as unknown:\n%s", out)
+			}
 		})
 	}
 	out, err := check(t, "worker:\n  concurency: 5\nlimits:\n  rules:\n    - {name: a, task_types: [x], limit: 0}\n", nil)
 	if err == nil || !strings.Contains(out, "concurency") {
 		t.Fatalf("first of several errors missing: %s", out)
+	}
+}
+
+func TestCheckListsErrorsInLineOrder(t *testing.T) {
+	out, err := check(t, "handlers:\n  - type: x\nlimits:\n  lease: soon\nworker:\n  concurency: 5\n", nil)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	h, l, w := strings.Index(out, "handlers[0] (line 2)"), strings.Index(out, "limits.lease (line 4)"), strings.Index(out, "worker.concurency (line 6)")
+	if h < 0 || l < 0 || w < 0 || !(h < l && l < w) {
+		t.Fatalf("want the errors of lines 2, 4 and 6 in that order:\n%s", out)
+	}
+}
+
+func TestCheckNamesAFileItCannotRead(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nope.yaml")
+	var out, errb bytes.Buffer
+	err := run(t.Context(), []string{"--check", "--config", missing}, func(string) string { return "" }, &out, &errb)
+	if err == nil || !strings.HasPrefix(errb.String(), missing+": no such file or directory\n") || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("error %v, stderr:\n%s\nwant the file's name before the reason", err, errb.String())
 	}
 }
 

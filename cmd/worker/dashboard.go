@@ -160,8 +160,8 @@ func (a *admin) access(r *http.Request) editAccess {
 	return editAccess{Allowed: true, By: "token"}
 }
 
-// loopbackHost reports whether a Host header names localhost or a loopback
-// address.
+// loopbackHost reports whether host (a Host header, or a listener's
+// host:port) names localhost or a loopback address.
 func loopbackHost(host string) bool {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -22,6 +21,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/slotguard/slotguard/internal/redisconn"
+	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/limiter"
 )
 
@@ -206,12 +207,16 @@ func matches(shown []pageLimiter, real map[string]pageLimiter) string {
 func TestDashboardInBrowserShowsRealStateAndChangesALimit(t *testing.T) {
 	ctx := browser(t)
 
-	// With no Redis on 6379 the embedded one would take that port, where
-	// other packages' tests look for a real server; hold it meanwhile.
-	if ln, err := net.Listen("tcp", "127.0.0.1:6379"); err == nil {
-		defer ln.Close()
+	// An embedded Redis of its own, as the demo's: the dashboard must show
+	// what miniredis holds as well as a real server's state.
+	emb, err := redisconn.StartEmbedded("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer emb.Close()
 	w := startWorker(t, `
+redis:
+  url: `+emb.URL()+`
 limits:
   acquire_timeout: 2m
   rules:
@@ -230,11 +235,7 @@ handlers:
 admin:
   token: t0ken
 `, "REDIS_URL=")
-	m := regexp.MustCompile(`EMBEDDED,[\s\S]*?at (127\.0\.0\.1:\d+)\.`).FindStringSubmatch(w.Logs())
-	if m == nil {
-		t.Fatalf("no embedded Redis address in the banner:\n%s", w.Logs())
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: m[1]})
+	rdb := redis.NewClient(&redis.Options{Addr: emb.Addr()})
 	defer rdb.Close()
 
 	hostile := []string{`<img src=x onerror=alert(1)>`, `"><script>alert(2)</script>`}
@@ -251,7 +252,7 @@ admin:
 	for _, cust := range append([]string{"acme"}, hostile...) {
 		enqueue("cust:sleep", map[string]any{"ms": 120_000, "customer": cust})
 	}
-	eventually(t, 20*time.Second, "the tasks to hold their slots", func() bool {
+	wait.Until(t, 20*time.Second, "the tasks to hold their slots", func() bool {
 		real, err := redisLimiters(t.Context(), rdb)
 		return err == nil && len(real) == 4 && real["demo"].Held == 2 && real["demo"].Waiting == 1 && real["cust/acme"].Held == 1
 	})
@@ -339,10 +340,7 @@ admin:
 		t.Fatalf("the form says %q after the change", demo.Note)
 	}
 
-	dir := filepath.Join(os.TempDir(), "slotguard-dashboard")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := screenshotDir(t)
 	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)
@@ -420,6 +418,22 @@ admin:
 	if len(dialogs) > 0 || len(exceptions) > 0 {
 		t.Fatalf("the page opened dialogs %q and threw %q", dialogs, exceptions)
 	}
+}
+
+// screenshotsEnv names a folder to keep the dashboard's screenshots in;
+// without it they go to the test's temporary directory and are removed.
+const screenshotsEnv = "SLOTGUARD_SCREENSHOTS"
+
+func screenshotDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv(screenshotsEnv)
+	if dir == "" {
+		return t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 func writeShot(t *testing.T, path string, png []byte) {

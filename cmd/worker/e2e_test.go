@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,7 +14,9 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/slotguard/slotguard/internal/asynqtest"
+	"github.com/slotguard/slotguard/internal/fakeapi"
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/internal/workerproc"
 	"github.com/slotguard/slotguard/limiter"
 )
@@ -103,27 +104,26 @@ func TestThreeWorkersNeverExceedTheLimitAndCompleteEveryTask(t *testing.T) {
 	const queue, tasks, limit = "w-e2e", 300, 4
 	asynqtest.CleanQueue(t, queue)
 	b := redistest.Real(t)
-	api := newFakeAPI(50 * time.Millisecond)
-	srv := httptest.NewServer(api)
-	defer srv.Close()
-	cfg := apiConfig(asynqtest.DB(t), b.Prefix, queue, srv.URL, limit, "")
+	api := &fakeapi.API{Delay: 50 * time.Millisecond}
+	apiURL := api.Start(t)
+	cfg := apiConfig(asynqtest.DB(t), b.Prefix, queue, apiURL, limit, "")
 	var ws []*workerproc.Proc
 	for range 3 {
 		ws = append(ws, startWorker(t, cfg))
 	}
 	start := time.Now()
 	enqueueCalls(t, queue, tasks)
-	eventually(t, 90*time.Second, "every task to complete", func() bool {
+	wait.Until(t, 90*time.Second, "every task to complete", func() bool {
 		return api.Distinct() == tasks && queueEmpty(t, queue)
 	})
 	took := time.Since(start)
-	if p := api.peak.Load(); p > limit || p < 2 {
+	if p := api.Peak(); p > limit || p < 2 {
 		t.Fatalf("the API saw %d concurrent requests; limit %d", p, limit)
 	}
 	if n := archived(t, queue); n != 0 {
 		t.Fatalf("%d tasks archived", n)
 	}
-	eventually(t, 10*time.Second, "slots to be released", func() bool { return heldSlots(t, b.Prefix, "api") == 0 })
+	wait.Until(t, 10*time.Second, "slots to be released", func() bool { return heldSlots(t, b.Prefix, "api") == 0 })
 
 	var success float64
 	for _, w := range ws {
@@ -143,20 +143,19 @@ func TestThreeWorkersNeverExceedTheLimitAndCompleteEveryTask(t *testing.T) {
 		t.Fatalf("workers report %v successes, want at least %d", success, tasks)
 	}
 	t.Logf("%d tasks through 3 workers in %v (ideal %v); API peak %d of %d; duplicates %d",
-		tasks, took.Round(time.Millisecond), time.Duration(tasks/limit)*api.delay, api.peak.Load(), limit, api.Duplicates())
+		tasks, took.Round(time.Millisecond), time.Duration(tasks/limit)*api.Delay, api.Peak(), limit, api.Duplicates())
 }
 
 func TestSIGTERMDuringLoadLosesNoTaskAndLeaksNoSlot(t *testing.T) {
 	const queue, tasks, limit = "w-term", 40, 2
 	asynqtest.CleanQueue(t, queue)
 	b := redistest.Real(t)
-	api := newFakeAPI(200 * time.Millisecond)
-	srv := httptest.NewServer(api)
-	defer srv.Close()
-	cfg := apiConfig(asynqtest.DB(t), b.Prefix, queue, srv.URL, limit, "")
+	api := &fakeapi.API{Delay: 200 * time.Millisecond}
+	apiURL := api.Start(t)
+	cfg := apiConfig(asynqtest.DB(t), b.Prefix, queue, apiURL, limit, "")
 	w := startWorker(t, cfg)
 	enqueueCalls(t, queue, tasks)
-	eventually(t, 20*time.Second, "some tasks to complete", func() bool { return api.Distinct() >= 4 })
+	wait.Until(t, 20*time.Second, "some tasks to complete", func() bool { return api.Distinct() >= 4 })
 	w.Signal(syscall.SIGTERM)
 	if err := w.Wait(t, 20*time.Second); err != nil {
 		t.Fatalf("worker exited with %v after SIGTERM", err)
@@ -173,7 +172,7 @@ func TestSIGTERMDuringLoadLosesNoTaskAndLeaksNoSlot(t *testing.T) {
 	}
 	// Nothing was lost: a new worker finishes the rest.
 	startWorker(t, cfg)
-	eventually(t, 60*time.Second, "the rest to complete", func() bool { return api.Distinct() == tasks && queueEmpty(t, queue) })
+	wait.Until(t, 60*time.Second, "the rest to complete", func() bool { return api.Distinct() == tasks && queueEmpty(t, queue) })
 	if n := archived(t, queue); n != 0 {
 		t.Fatalf("%d tasks archived", n)
 	}
@@ -184,10 +183,9 @@ func TestHTTP429IsRequeuedWithoutSpendingRetries(t *testing.T) {
 	const queue, tasks = "w-429", 10
 	asynqtest.CleanQueue(t, queue)
 	b := redistest.Real(t)
-	api := newFakeAPI(5 * time.Millisecond)
 	var mu sync.Mutex
 	calls := map[string]int{}
-	api.reply = func(n string) (int, http.Header) {
+	api := &fakeapi.API{Delay: 5 * time.Millisecond, Reply: func(n string) (int, http.Header) {
 		mu.Lock()
 		defer mu.Unlock()
 		calls[n]++
@@ -195,13 +193,12 @@ func TestHTTP429IsRequeuedWithoutSpendingRetries(t *testing.T) {
 			return http.StatusTooManyRequests, http.Header{"Retry-After": {"1"}}
 		}
 		return http.StatusOK, nil
-	}
-	srv := httptest.NewServer(api)
-	defer srv.Close()
-	w := startWorker(t, apiConfig(asynqtest.DB(t), b.Prefix, queue, srv.URL, 4, ""))
+	}}
+	apiURL := api.Start(t)
+	w := startWorker(t, apiConfig(asynqtest.DB(t), b.Prefix, queue, apiURL, 4, ""))
 	start := time.Now()
 	enqueueCalls(t, queue, tasks, asynq.MaxRetry(0)) // a failure would archive at once
-	eventually(t, 30*time.Second, "every task to complete after its 429", func() bool {
+	wait.Until(t, 30*time.Second, "every task to complete after its 429", func() bool {
 		return api.Distinct() == tasks && queueEmpty(t, queue)
 	})
 	if took := time.Since(start); took < time.Second/2 {

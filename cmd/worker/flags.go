@@ -33,7 +33,9 @@ const usageText = `Usage: worker [flags]
 
 Runs an asynq worker whose handlers are guarded by slotguard limits.
 With no --config it runs a demo: the demo:sleep handler under a demo:* limit
-of 2, on an embedded in-memory Redis unless --redis-url or REDIS_URL is set.
+of 2. Unless --redis-url or REDIS_URL is set, it uses the Redis at
+127.0.0.1:6379 (cmd/enqueue's default), or starts an embedded in-memory one
+where none answers there.
 
 Flags (each also read from the environment variable shown; flags win over the
 environment, which wins over the file):
@@ -51,7 +53,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	fs.StringVar(&f.config, "config", getenv("SLOTGUARD_CONFIG"), "YAML configuration `file` (SLOTGUARD_CONFIG); see docs/config.md")
 	fs.StringVar(&f.redisURL, "redis-url", "", "Redis `URL` redis://[user:pass@]host:port[/db] or rediss:// (REDIS_URL); overrides the file's redis section")
 	fs.IntVar(&f.concurrency, "concurrency", 0, "`n` tasks processed at once by this worker (SLOTGUARD_CONCURRENCY; default 20)")
-	fs.StringVar(&f.adminAddr, "admin-addr", getenv("SLOTGUARD_ADMIN_ADDR"), "admin HTTP `address` for the dashboard (/), /metrics, /healthz, /readyz and /limits, or \"off\" (SLOTGUARD_ADMIN_ADDR; default 127.0.0.1:9090)")
+	fs.StringVar(&f.adminAddr, "admin-addr", getenv("SLOTGUARD_ADMIN_ADDR"), "admin HTTP `address` for the dashboard (/), /metrics, /healthz, /readyz and /limits, or \"off\" (SLOTGUARD_ADMIN_ADDR; default 127.0.0.1:9090, or a free port when that is taken)")
 	fs.StringVar(&f.logLevel, "log-level", getenv("SLOTGUARD_LOG_LEVEL"), "debug, info, warn or error (SLOTGUARD_LOG_LEVEL)")
 	fs.StringVar(&f.logFormat, "log-format", getenv("SLOTGUARD_LOG_FORMAT"), "text or json (SLOTGUARD_LOG_FORMAT)")
 	fs.BoolVar(&f.check, "check", false, "validate the configuration, print every error with its field and line, and exit")

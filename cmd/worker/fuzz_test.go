@@ -41,11 +41,11 @@ func FuzzParseConfig(f *testing.F) {
 			}
 			return
 		}
-		if err := c.validate(nil, getenv); err != nil {
+		if err := c.validate(getenv); err != nil {
 			t.Fatalf("parseConfig accepted the file, validate says %v", err)
 		}
 		c.withDefaults()
-		if err := c.validate(nil, getenv); err != nil {
+		if err := c.validate(getenv); err != nil {
 			t.Fatalf("the defaults are invalid: %v", err)
 		}
 	})

@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+
+	"github.com/hibiken/asynq"
 )
 
 func parseLevel(s string) (slog.Level, error) {
@@ -21,9 +23,27 @@ func parseLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("must be debug, info, warn or error, got %q", s)
 }
 
+// logLevel is the level of a validated log.level: info for "".
+func logLevel(s string) slog.Level {
+	l, _ := parseLevel(s)
+	return l
+}
+
+// asynqLevel is asynq's name for a slog level.
+func asynqLevel(l slog.Level) asynq.LogLevel {
+	switch {
+	case l < slog.LevelInfo:
+		return asynq.DebugLevel
+	case l < slog.LevelWarn:
+		return asynq.InfoLevel
+	case l < slog.LevelError:
+		return asynq.WarnLevel
+	}
+	return asynq.ErrorLevel
+}
+
 func newLogger(w io.Writer, format, level string) *slog.Logger {
-	lvl, _ := parseLevel(level)
-	opts := &slog.HandlerOptions{Level: lvl}
+	opts := &slog.HandlerOptions{Level: logLevel(level)}
 	if format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}

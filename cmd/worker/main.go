@@ -1,6 +1,7 @@
 // Command worker is an asynq worker whose task handlers are guarded by
-// slotguard limits. With no configuration it starts an embedded Redis and a
-// demo handler, so that `go run ./cmd/worker` shows the whole system working.
+// slotguard limits. With no configuration it runs a demo handler on the Redis
+// at 127.0.0.1:6379, or on an embedded one where none answers there, so that
+// `go run ./cmd/worker` shows the whole system working.
 //
 // Usage:
 //

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/slotguard/slotguard/internal/redisconn"
+	"github.com/slotguard/slotguard/internal/yamlx"
 	"github.com/slotguard/slotguard/worker"
 )
 
@@ -33,7 +33,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cfg, source, err := loadConfig(f, getenv)
 	if f.check {
 		if err != nil {
-			for _, e := range unjoin(err) {
+			for _, e := range yamlx.Split(err) {
 				fmt.Fprintf(stderr, "%s: %v\n", source, e)
 			}
 			return fmt.Errorf("%s: configuration is invalid", source)
@@ -47,13 +47,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log := newLogger(stderr, cfg.Log.Format, cfg.Log.Level)
 
 	if cfg.Redis.Embedded() {
-		emb, err := redisconn.StartEmbedded(redisconn.DefaultEmbeddedAddr)
+		url, stop, err := localRedis(ctx, redisconn.DefaultEmbeddedAddr, stderr)
 		if err != nil {
 			return err
 		}
-		defer emb.Close()
-		fmt.Fprintf(stderr, embeddedBanner, emb.Addr(), emb.Port())
-		cfg.Redis.URL = emb.URL()
+		defer stop()
+		cfg.Redis.URL = url
 	}
 	rdb, err := cfg.Redis.NewClient()
 	if err != nil {
@@ -71,17 +70,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	return serve(ctx, cfg, rdb, log, getenv)
 }
-
-const embeddedBanner = `
-==========================================================================
- slotguard: no Redis configured, so this worker started an EMBEDDED,
- IN-MEMORY Redis (miniredis) at %s.
- It is for trying things out, NOT for production: tasks and limits are
- lost when this worker stops. Set --redis-url or REDIS_URL for a real one.
- Enqueue tasks with: go run ./cmd/enqueue --redis-url redis://127.0.0.1:%s ...
-==========================================================================
-
-`
 
 // serve runs the guarded asynq server and the admin server until ctx is
 // done, then shuts both down: tasks waiting for slots go back to their
@@ -111,17 +99,17 @@ func serve(ctx context.Context, cfg fileConfig, rdb redis.UniversalClient, log *
 		DelayedTaskCheckInterval: cfg.Worker.DelayedTaskCheckInterval,
 		TaskCheckInterval:        cfg.Worker.TaskCheckInterval,
 		Logger:                   asynqLogger{log},
-		LogLevel:                 asynqLevel(cfg.Log.Level),
+		LogLevel:                 asynqLevel(logLevel(cfg.Log.Level)),
 	})
 	var running atomic.Bool
 	g, gctx := errgroup.WithContext(ctx)
 
 	if cfg.Admin.Addr != "off" {
-		ln, err := net.Listen("tcp", cfg.Admin.Addr)
+		ln, err := listenAdmin(cfg.Admin, log)
 		if err != nil {
-			return fmt.Errorf("admin server: %w", err)
+			return err
 		}
-		a := &admin{rdb: rdb, states: states, metrics: m, running: &running, token: cfg.Admin.Token, loopback: isLoopback(ln.Addr().String()),
+		a := &admin{rdb: rdb, states: states, metrics: m, running: &running, token: cfg.Admin.Token, loopback: loopbackHost(ln.Addr().String()),
 			events: events, queues: newQueueReader(rdb, cfg.Worker.Queues), log: log}
 		hs := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
 		log.Info("admin server listening", "addr", "http://"+ln.Addr().String(), "paths", "/ /metrics /healthz /readyz /limits")
@@ -158,18 +146,6 @@ func serve(ctx context.Context, cfg fileConfig, rdb redis.UniversalClient, log *
 		return nil
 	})
 	return g.Wait()
-}
-
-func asynqLevel(level string) asynq.LogLevel {
-	switch strings.ToLower(level) {
-	case "debug":
-		return asynq.DebugLevel
-	case "warn", "warning":
-		return asynq.WarnLevel
-	case "error":
-		return asynq.ErrorLevel
-	}
-	return asynq.InfoLevel
 }
 
 func queueList(qs map[string]int) string {
@@ -211,15 +187,4 @@ func logEvent(log *slog.Logger, e worker.Event) {
 			log.Warn("slot release failed; its lease will free it", "task_id", e.Task.ID, "limiter", e.Semaphore, "error", e.Err)
 		}
 	}
-}
-
-func unjoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, unjoin(e)...)
-		}
-		return out
-	}
-	return []error{err}
 }

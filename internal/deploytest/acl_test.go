@@ -3,7 +3,6 @@ package deploytest
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"sort"
 	"strings"
 	"testing"
@@ -11,6 +10,9 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/slotguard/slotguard/internal/fakeapi"
+	"github.com/slotguard/slotguard/internal/wait"
 )
 
 // minimalACL is the ACL rule set slotguard needs with the default prefix,
@@ -28,17 +30,16 @@ const minimalACL = "resetkeys ~asynq:* ~slotguard:* resetchannels &asynq:cancel 
 // aclWorkload runs a guarded worker binary against the server at addr as
 // user:pass, for tasks, some with no retries left and some over the wait
 // cap, so that every code path runs; it returns once all ran.
-func aclWorkload(t *testing.T, addr, user, pass string, admin *redis.Client) *fakeAPI {
+func aclWorkload(t *testing.T, addr, user, pass string, admin *redis.Client) *fakeapi.API {
 	t.Helper()
-	api := newFakeAPI(20 * time.Millisecond)
-	hs := httptest.NewServer(api)
-	t.Cleanup(hs.Close)
+	api := &fakeapi.API{Delay: 20 * time.Millisecond}
+	apiURL := api.Start(t)
 	const queue, tasks = "acl", 30
 	section := fmt.Sprintf("  url: redis://%s:%s@%s/0", user, pass, addr)
-	cfg := aclWorkerConfig(section, queue, hs.URL)
+	cfg := aclWorkerConfig(section, queue, apiURL)
 	startReadyWorker(t, cfg)
 	enqueueMixed(t, admin, queue, tasks)
-	eventually(t, 60*time.Second, "every task to run", func() bool {
+	wait.Until(t, 60*time.Second, "every task to run", func() bool {
 		ok, _ := queueDone(admin, queue)
 		return ok && api.Distinct() == tasks
 	})
@@ -92,7 +93,7 @@ func TestACLMinimalUserRunsTheWorker(t *testing.T) {
 	args := append([]any{"ACL", "SETUSER", "slotguard", "on", ">s3cret"}, toAny(strings.Fields(minimalACL))...)
 	mustDo(t, admin, args...)
 	api := aclWorkload(t, srv.addr(), "slotguard", "s3cret", admin)
-	if p := api.peak.Load(); p > 1 {
+	if p := api.Peak(); p > 1 {
 		t.Fatalf("%d calls at once; limit 1", p)
 	}
 	denied, _ := admin.Do(context.Background(), "ACL", "LOG").Slice()
@@ -110,18 +111,17 @@ func TestACLWithoutTheLimiterKeysFailsClearly(t *testing.T) {
 	defer admin.Close()
 	rules := strings.Replace(minimalACL, " ~slotguard:*", "", 1)
 	mustDo(t, admin, append([]any{"ACL", "SETUSER", "nolimiter", "on", ">pw"}, toAny(strings.Fields(rules))...)...)
-	api := newFakeAPI(0)
-	hs := httptest.NewServer(api)
-	defer hs.Close()
-	w := startReadyWorker(t, aclWorkerConfig(fmt.Sprintf("  url: redis://nolimiter:pw@%s/0", srv.addr()), "acl", hs.URL))
+	api := &fakeapi.API{}
+	apiURL := api.Start(t)
+	w := startReadyWorker(t, aclWorkerConfig(fmt.Sprintf("  url: redis://nolimiter:pw@%s/0", srv.addr()), "acl", apiURL))
 	enqueueMixed(t, admin, "acl", 4)
 	// The worker's log says only reason=redis_error (see the report); the
 	// server's ACL LOG names the refused key and user.
-	eventually(t, 20*time.Second, "requeues for a Redis error in the log", func() bool {
+	wait.Until(t, 20*time.Second, "requeues for a Redis error in the log", func() bool {
 		return strings.Contains(w.Logs(), "reason=redis_error")
 	})
 	var entry string
-	eventually(t, 10*time.Second, "an ACL LOG entry for the limiter's keys", func() bool {
+	wait.Until(t, 10*time.Second, "an ACL LOG entry for the limiter's keys", func() bool {
 		log, _ := admin.Do(context.Background(), "ACL", "LOG").Slice()
 		for _, e := range log {
 			if s := fmt.Sprint(e); strings.Contains(s, "nolimiter") && strings.Contains(s, "slotguard:") {

@@ -16,6 +16,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/limiter"
 	"github.com/slotguard/slotguard/worker"
 )
@@ -38,7 +39,7 @@ func startCluster(t *testing.T) *redis.ClusterClient {
 	}
 	for _, a := range addrs {
 		c := redis.NewClient(&redis.Options{Addr: a})
-		eventually(t, 30*time.Second, "cluster_state:ok on "+a, func() bool {
+		wait.Until(t, 30*time.Second, "cluster_state:ok on "+a, func() bool {
 			info, _ := c.ClusterInfo(context.Background()).Result()
 			return strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:3")
 		})
@@ -46,7 +47,7 @@ func startCluster(t *testing.T) *redis.ClusterClient {
 	}
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, PoolSize: 32})
 	t.Cleanup(func() { _ = cc.Close() })
-	eventually(t, 10*time.Second, "the client to see all slots", func() bool {
+	wait.Until(t, 10*time.Second, "the client to see all slots", func() bool {
 		return cc.ForEachShard(context.Background(), func(ctx context.Context, c *redis.Client) error {
 			return c.Ping(ctx).Err()
 		}) == nil
@@ -149,7 +150,7 @@ func TestClusterLimiterBehaviours(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 				_ = p.Release(ctx)
 			})
-			eventually(t, 5*time.Second, "the waiter to queue", func() bool {
+			wait.Until(t, 5*time.Second, "the waiter to queue", func() bool {
 				info, _ := sem.Info(ctx)
 				return info.Waiting == i+1
 			})
@@ -283,7 +284,7 @@ func TestClusterWorkerEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 90*time.Second, "every task to complete", func() bool {
+	wait.Until(t, 90*time.Second, "every task to complete", func() bool {
 		for _, q := range queues {
 			if ok, _ := queueDone(cc, q); !ok {
 				return false

@@ -15,7 +15,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotguard/slotguard/internal/redistest"
-	"github.com/slotguard/slotguard/internal/wait"
 )
 
 // node is a redis-server (or sentinel) process this test started.
@@ -132,12 +131,6 @@ func portFree(p int) bool {
 	}
 	l.Close()
 	return true
-}
-
-// eventually waits until cond holds, failing the test after d.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	wait.Until(t, d, what, cond)
 }
 
 func tail(s string, lines int) string {

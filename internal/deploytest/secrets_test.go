@@ -2,12 +2,14 @@ package deploytest
 
 import (
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/slotguard/slotguard/internal/fakeapi"
+	"github.com/slotguard/slotguard/internal/wait"
 )
 
 // TestSecretsStayOutOfLogsAndAdmin runs the worker with a Redis password in
@@ -19,18 +21,15 @@ func TestSecretsStayOutOfLogsAndAdmin(t *testing.T) {
 	admin := redis.NewClient(&redis.Options{Addr: srv.addr()})
 	defer admin.Close()
 	mustDo(t, admin, append([]any{"ACL", "SETUSER", "sg", "on", ">" + redisPass}, toAny(strings.Fields(minimalACL))...)...)
-	api := newFakeAPI(10 * time.Millisecond)
-	hs := httptest.NewServer(api)
-	defer hs.Close()
+	api := &fakeapi.API{Delay: 10 * time.Millisecond}
+	apiURL := api.Start(t)
 	section := fmt.Sprintf("  url: redis://sg:%s@%s/0", redisPass, srv.addr())
-	cfg := apiWorkerConfig(section, "secrets", hs.URL) +
+	cfg := apiWorkerConfig(section, "secrets", apiURL) +
 		"      headers: {Authorization: \"Bearer ${API_TOKEN}\"}\nlog: {level: debug}\n"
 	w := startReadyWorker(t, cfg, "API_TOKEN="+token)
 	enqueueCallsOn(t, admin, "secrets", 5)
-	eventually(t, 30*time.Second, "every task to run", func() bool { return api.Distinct() == 5 })
-	api.mu.Lock()
-	got := api.headers[0].Get("Authorization")
-	api.mu.Unlock()
+	wait.Until(t, 30*time.Second, "every task to run", func() bool { return api.Distinct() == 5 })
+	got := api.Headers()[0].Get("Authorization")
 	if got != "Bearer "+token {
 		t.Fatalf("the API got Authorization %q: the header from the environment was not sent", got)
 	}
@@ -57,17 +56,19 @@ func TestSecretsStayOutOfLogsAndAdmin(t *testing.T) {
 }
 
 // TestAdminListensOnLoopbackByDefault starts the worker without an admin
-// address: it listens on 127.0.0.1:9090 (or fails because another process
-// has that port, naming the same loopback address).
+// address: it listens on 127.0.0.1:9090, or, where another process has that
+// port, on a free loopback port, and says so.
 func TestAdminListensOnLoopbackByDefault(t *testing.T) {
 	srv := startRedis(t)
-	api := newFakeAPI(0)
-	hs := httptest.NewServer(api)
-	defer hs.Close()
-	w := startWorker(t, apiWorkerConfig("  url: redis://"+srv.addr()+"/0", "admin", hs.URL), nil)
-	eventually(t, 30*time.Second, "the admin server's address in the log", func() bool {
-		return strings.Contains(w.Logs(), "127.0.0.1:9090")
+	api := &fakeapi.API{}
+	apiURL := api.Start(t)
+	w := startWorker(t, apiWorkerConfig("  url: redis://"+srv.addr()+"/0", "admin", apiURL), nil)
+	wait.Until(t, 30*time.Second, "the admin server's address in the log", func() bool {
+		return strings.Contains(w.Logs(), `msg="admin server listening" addr=http://127.0.0.1:`)
 	})
+	if !strings.Contains(w.Logs(), "addr=http://127.0.0.1:9090 ") && !strings.Contains(w.Logs(), "taken=127.0.0.1:9090") {
+		t.Fatalf("the admin server is neither on 127.0.0.1:9090 nor says that it was taken:\n%s", w.Logs())
+	}
 	for _, l := range strings.Split(w.Logs(), "\n") {
 		if strings.Contains(l, "admin server") && (strings.Contains(l, "0.0.0.0") || strings.Contains(l, "[::]")) {
 			t.Fatalf("the admin server is not on loopback: %s", l)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/slotguard/slotguard/internal/redistest"
 	"github.com/slotguard/slotguard/internal/tally"
+	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/limiter"
 )
 
@@ -178,7 +179,7 @@ func runOvershoot(t *testing.T, syncReplicas int) overshoot {
 	// new master grants nothing until a replica acknowledges.
 	acquiredAt := atomic.LoadInt64(&r.acquired)
 	startRedisOn(t, s.master.port, "--replicaof", "127.0.0.1", strconv.Itoa(s.replica.port))
-	eventually(t, 20*time.Second, "slots to be granted by the new master", func() bool {
+	wait.Until(t, 20*time.Second, "slots to be granted by the new master", func() bool {
 		return atomic.LoadInt64(&r.acquired) > acquiredAt+limit
 	})
 	r.resumed = time.Since(killed)
@@ -186,7 +187,7 @@ func runOvershoot(t *testing.T, syncReplicas int) overshoot {
 	close(stop)
 	wg.Wait()
 	r.peakAll, r.peakBelieving = peakAll.Load(), peakBelieving.Load()
-	eventually(t, 10*time.Second, "every slot to be free on the new master", func() bool {
+	wait.Until(t, 10*time.Second, "every slot to be free on the new master", func() bool {
 		info, err := sem.Info(context.Background())
 		return err == nil && info.Held == 0
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 )
 
 const masterName = "mymaster"
@@ -31,7 +32,7 @@ func startSentinels(t *testing.T) *sentinelSet {
 	s.replica = startRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(s.master.port))
 	rc := redis.NewClient(&redis.Options{Addr: s.replica.addr()})
 	defer rc.Close()
-	eventually(t, 15*time.Second, "the replica to sync", func() bool {
+	wait.Until(t, 15*time.Second, "the replica to sync", func() bool {
 		info, _ := rc.Info(context.Background(), "replication").Result()
 		return strings.Contains(info, "master_link_status:up")
 	})
@@ -52,7 +53,7 @@ func startSentinels(t *testing.T) *sentinelSet {
 	}
 	for _, sn := range s.sentinels {
 		c := redis.NewSentinelClient(&redis.Options{Addr: sn.addr()})
-		eventually(t, 20*time.Second, "sentinel "+sn.addr()+" to see its peers and the replica", func() bool {
+		wait.Until(t, 20*time.Second, "sentinel "+sn.addr()+" to see its peers and the replica", func() bool {
 			ctx := context.Background()
 			peers, err1 := c.Sentinels(ctx, masterName).Result()
 			reps, err2 := c.Replicas(ctx, masterName).Result()
@@ -87,7 +88,7 @@ func (s *sentinelSet) client(t *testing.T) *redis.Client {
 func (s *sentinelSet) waitPromoted(t *testing.T, since time.Time) time.Duration {
 	t.Helper()
 	want := s.replica.addr()
-	eventually(t, 30*time.Second, "the sentinels to promote the replica", func() bool {
+	wait.Until(t, 30*time.Second, "the sentinels to promote the replica", func() bool {
 		for _, sn := range s.sentinels {
 			c := redis.NewSentinelClient(&redis.Options{Addr: sn.addr()})
 			addr, err := c.GetMasterAddrByName(context.Background(), masterName).Result()

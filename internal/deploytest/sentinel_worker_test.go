@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotguard/slotguard/internal/tally"
+	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/limiter"
 	"github.com/slotguard/slotguard/worker"
 )
@@ -94,12 +95,12 @@ func TestSentinelFailoverWorkersFollowAndLoseNoTask(t *testing.T) {
 		Rules: []worker.Rule{{Name: "api", TaskTypes: []string{"api:*"}, Limit: limit}}}
 	guardServers(t, rdb, cfg, queue, 2, api.handler(20*time.Millisecond))
 
-	eventually(t, 30*time.Second, "a third of the tasks to run", func() bool { return api.Distinct() >= tasks/3 })
+	wait.Until(t, 30*time.Second, "a third of the tasks to run", func() bool { return api.Distinct() >= tasks/3 })
 	before := api.Distinct()
 	killed := time.Now()
 	s.master.kill()
 	promoted := s.waitPromoted(t, killed)
-	eventually(t, 20*time.Second, "tasks to run on the new master", func() bool { return api.Distinct() > before+limit })
+	wait.Until(t, 20*time.Second, "tasks to run on the new master", func() bool { return api.Distinct() > before+limit })
 	resumed := time.Since(killed)
 	// A completion the old master acknowledged but never replicated leaves
 	// its task active on the new master until asynq's recoverer takes it
@@ -124,7 +125,7 @@ func TestSentinelFailoverWorkersFollowAndLoseNoTask(t *testing.T) {
 		t.Fatalf("the handler ran %d at once; limit %d", p, limit)
 	}
 	sem, _ := limiter.New(rdb, "api", limit, nil)
-	eventually(t, 10*time.Second, "no slot to stay held", func() bool {
+	wait.Until(t, 10*time.Second, "no slot to stay held", func() bool {
 		info, err := sem.Info(context.Background())
 		return err == nil && info.Held == 0
 	})

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"math/big"
 	"net"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,7 +22,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/slotguard/slotguard/internal/fakeapi"
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 )
 
 // testCA is a certificate authority made for one test.
@@ -149,20 +150,19 @@ func TestWorkerOverTLS(t *testing.T) {
 	dir := t.TempDir()
 	ca := newCA(t, dir, "slotguard-test-ca")
 	srv, rdb := startTLSRedis(t, ca)
-	api := newFakeAPI(10 * time.Millisecond)
-	hs := httptest.NewServer(api)
-	defer hs.Close()
+	api := &fakeapi.API{Delay: 10 * time.Millisecond}
+	apiURL := api.Start(t)
 	const queue, tasks = "tls", 20
 
 	t.Run("the worker connects with rediss:// and the test CA", func(t *testing.T) {
 		section := fmt.Sprintf("  url: rediss://%s/0\n  tls: {ca_file: %q}", srv.addr(), ca.file)
-		startReadyWorker(t, apiWorkerConfig(section, queue, hs.URL))
+		startReadyWorker(t, apiWorkerConfig(section, queue, apiURL))
 		enqueueCallsOn(t, rdb, queue, tasks)
-		eventually(t, 30*time.Second, "every task to run", func() bool {
+		wait.Until(t, 30*time.Second, "every task to run", func() bool {
 			ok, _ := queueDone(rdb, queue)
 			return ok && api.Distinct() == tasks
 		})
-		if p := api.peak.Load(); p > 2 {
+		if p := api.Peak(); p > 2 {
 			t.Fatalf("%d calls at once; limit 2", p)
 		}
 	})
@@ -172,8 +172,8 @@ func TestWorkerOverTLS(t *testing.T) {
 	t.Run("a wrong CA fails with a clear error", func(t *testing.T) {
 		other := newCA(t, dir, "some-other-ca")
 		section := fmt.Sprintf("  url: rediss://%s/0\n  tls: {ca_file: %q}", srv.addr(), other.file)
-		w := startAdminWorker(t, apiWorkerConfig(section, queue, hs.URL))
-		eventually(t, 20*time.Second, "a clear TLS error in the log", func() bool {
+		w := startAdminWorker(t, apiWorkerConfig(section, queue, apiURL))
+		wait.Until(t, 20*time.Second, "a clear TLS error in the log", func() bool {
 			return strings.Contains(w.Logs(), "x509: certificate signed by unknown authority")
 		})
 		if got := w.Get("/readyz"); got != "redis unreachable\n" {
@@ -183,8 +183,8 @@ func TestWorkerOverTLS(t *testing.T) {
 
 	t.Run("plain redis:// to a TLS port is never ready", func(t *testing.T) {
 		section := fmt.Sprintf("  url: redis://%s/0", srv.addr())
-		w := startAdminWorker(t, apiWorkerConfig(section, queue, hs.URL))
-		eventually(t, 20*time.Second, "an error in the log", func() bool {
+		w := startAdminWorker(t, apiWorkerConfig(section, queue, apiURL))
+		wait.Until(t, 20*time.Second, "an error in the log", func() bool {
 			return strings.Contains(w.Logs(), "level=ERROR")
 		})
 		if got := w.Get("/readyz"); got != "redis unreachable\n" {

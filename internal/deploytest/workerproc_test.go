@@ -3,18 +3,15 @@ package deploytest
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotguard/slotguard/internal/redistest"
-	"github.com/slotguard/slotguard/internal/tally"
+	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/internal/workerproc"
 )
 
@@ -47,11 +44,11 @@ func (quietLogger) Printf(context.Context, string, ...any) {}
 func TestMain(m *testing.M) {
 	// The fault tests make go-redis log every refused dial.
 	redis.SetLogger(quietLogger{})
-	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
+	redistest.Main(m, func() {
+		if buildDir != "" {
+			os.RemoveAll(buildDir)
+		}
+	})
 }
 
 // startWorker runs the worker binary with yaml as its config file and extra
@@ -67,7 +64,7 @@ func startWorker(t *testing.T, yaml string, args []string, env ...string) *worke
 func startAdminWorker(t *testing.T, yaml string, env ...string) *workerproc.Proc {
 	t.Helper()
 	p := startWorker(t, yaml, []string{"--admin-addr", fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))}, env...)
-	eventually(t, 30*time.Second, "the admin server", func() bool { return p.Get("/healthz") == "ok\n" })
+	wait.Until(t, 30*time.Second, "the admin server", func() bool { return p.Get("/healthz") == "ok\n" })
 	return p
 }
 
@@ -76,36 +73,11 @@ func startAdminWorker(t *testing.T, yaml string, env ...string) *workerproc.Proc
 func startReadyWorker(t *testing.T, yaml string, env ...string) *workerproc.Proc {
 	t.Helper()
 	p := startWorker(t, yaml, []string{"--admin-addr", fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))}, env...)
-	eventually(t, 30*time.Second, "the worker to be ready", func() bool {
+	wait.Until(t, 30*time.Second, "the worker to be ready", func() bool {
 		if done, err := p.Exited(); done {
 			t.Fatalf("worker exited early: %v\n%s", err, p.Logs())
 		}
 		return p.Get("/readyz") == "ready\n"
 	})
 	return p
-}
-
-// fakeAPI counts its concurrent requests and records each task's "n" it
-// served, and the request headers.
-type fakeAPI struct {
-	tally.Served
-	inflight, peak atomic.Int64
-	delay          time.Duration
-	mu             sync.Mutex
-	headers        []http.Header
-}
-
-func newFakeAPI(delay time.Duration) *fakeAPI {
-	return &fakeAPI{delay: delay}
-}
-
-func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	now := a.inflight.Add(1)
-	defer a.inflight.Add(-1)
-	tally.RaiseMax(&a.peak, now)
-	time.Sleep(a.delay)
-	a.mu.Lock()
-	a.Add(strings.TrimPrefix(r.URL.Path, "/call/"))
-	a.headers = append(a.headers, r.Header.Clone())
-	a.mu.Unlock()
 }

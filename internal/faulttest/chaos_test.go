@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slotguard/slotguard/internal/fakeapi"
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 )
 
 // TestWorkerChaos is issue 8's fault test 1: three worker processes share a
@@ -30,7 +32,8 @@ func TestWorkerChaos(t *testing.T) {
 	)
 	srv := redistest.StartServer(t)
 	rdb := srv.Client(nil)
-	api, url := newAPI(t, 100*time.Millisecond) // 1,000 tasks at 5 at once: 20 s, the length of the chaos
+	api := &fakeapi.API{Delay: 100 * time.Millisecond} // 1,000 tasks at 5 at once: 20 s, the length of the chaos
+	url := api.Start(t)
 	cfg := writeConfig(t, workerConfig(srv.Addr(), url, limit, 10, lease))
 
 	procs := make([]*proc, workers)
@@ -53,7 +56,7 @@ func TestWorkerChaos(t *testing.T) {
 	t.Logf("chaos: %d SIGKILLs and restarts in %v; %d of %d tasks done by then",
 		kills, chaosEnd.Sub(start).Round(time.Millisecond), doneAtChaosEnd, tasks)
 
-	eventually(t, 210*time.Second, "every task to complete after the chaos", func() bool {
+	wait.Until(t, 210*time.Second, "every task to complete after the chaos", func() bool {
 		n, _ := api.Count("")
 		return n == tasks && drained(rdb)
 	})
@@ -62,8 +65,8 @@ func TestWorkerChaos(t *testing.T) {
 	if n := archived(t, rdb); n != 0 {
 		t.Fatalf("%d tasks archived", n)
 	}
-	if p := api.peak.Load(); p > limit {
-		t.Fatalf("the API saw %d concurrent calls; limit %d; %s", p, limit, api.peakReport())
+	if p := api.Peak(); p > limit {
+		t.Fatalf("the API saw %d concurrent calls; limit %d; %s", p, limit, api.PeakReport())
 	}
 	assertNoSlotHeldAfter(t, rdb, lease)
 	for i, p := range procs {
@@ -77,6 +80,6 @@ func TestWorkerChaos(t *testing.T) {
 		leaseLost += strings.Count(p.logs(), "slot lease lost")
 	}
 	t.Logf("FIGURES chaos: kills=%d tasks=%d completed=%d lost=%d archived=0 api_peak=%d limit=%d overshoot=%d leaked=0 duplicates=%d api_requests=%d asynq_failed_today=%d lease_lost_in_survivors=%d tail_after_chaos=%v total=%v",
-		kills, tasks, distinct, tasks-distinct, api.peak.Load(), limit, max(0, int(api.peak.Load())-limit), dups,
-		api.requests.Load(), q.Failed, leaseLost, end.Sub(chaosEnd).Round(time.Second), end.Sub(start).Round(time.Second))
+		kills, tasks, distinct, tasks-distinct, api.Peak(), limit, max(0, int(api.Peak())-limit), dups,
+		api.Requests(), q.Failed, leaseLost, end.Sub(chaosEnd).Round(time.Second), end.Sub(start).Round(time.Second))
 }

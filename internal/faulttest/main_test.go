@@ -4,13 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -19,7 +15,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slotguard/slotguard/internal/redistest"
-	"github.com/slotguard/slotguard/internal/tally"
 	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/internal/workerproc"
 	"github.com/slotguard/slotguard/limiter"
@@ -36,9 +31,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	redistest.Main(m, func() { os.RemoveAll(dir) })
 }
 
 // Every test uses these names on its own redis-server.
@@ -114,7 +107,7 @@ func startWorker(t *testing.T, cfg string) *proc {
 			_ = os.WriteFile(filepath.Join(dir, t.Name()+"-"+filepath.Base(p.logPath)), []byte(p.logs()), 0o644)
 		}
 	})
-	eventually(t, 20*time.Second, "the worker's admin server", func() bool {
+	wait.Until(t, 20*time.Second, "the worker's admin server", func() bool {
 		resp, err := http.Get("http://" + p.admin + "/healthz")
 		if err != nil {
 			return false
@@ -160,111 +153,6 @@ func writeConfig(t *testing.T, yaml string) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-// eventually waits until cond holds, failing the test after d.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	wait.Until(t, d, what, cond)
-}
-
-// fakeAPI is the third-party API: it counts concurrent requests, keeps the
-// peak, and records how often it served each task's "n".
-type fakeAPI struct {
-	delay time.Duration
-	// abortOnHangup ends a request early when its client goes away, as an
-	// API that cancels work would; otherwise the request runs its full
-	// delay, and counts as in flight, whatever the client does.
-	abortOnHangup bool
-
-	tally.Served
-	inflight, peak, requests atomic.Int64
-	mu                       sync.Mutex
-	calling                  map[string]int // "n" -> calls in flight
-	peakAt                   time.Time      // when the peak was first reached
-	peakCalls                []string       // the calls in flight then
-}
-
-func newAPI(t *testing.T, delay time.Duration) (*fakeAPI, string) {
-	t.Helper()
-	a := &fakeAPI{delay: delay, calling: map[string]int{}}
-	srv := httptest.NewServer(a)
-	t.Cleanup(srv.Close)
-	return a, srv.URL
-}
-
-func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	now := a.inflight.Add(1)
-	defer a.inflight.Add(-1)
-	tally.RaiseMax(&a.peak, now)
-	a.requests.Add(1)
-	n := strings.TrimPrefix(r.URL.Path, "/call/")
-	a.mu.Lock()
-	a.calling[n]++
-	if len(a.calling) > len(a.peakCalls) {
-		a.peakAt, a.peakCalls = time.Now(), nil
-		for c := range a.calling {
-			a.peakCalls = append(a.peakCalls, c)
-		}
-	}
-	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		if a.calling[n]--; a.calling[n] == 0 {
-			delete(a.calling, n)
-		}
-		a.mu.Unlock()
-	}()
-	timer := time.NewTimer(a.delay)
-	defer timer.Stop()
-	var hangup <-chan struct{}
-	if a.abortOnHangup {
-		hangup = r.Context().Done()
-	}
-	select {
-	case <-timer.C:
-	case <-hangup:
-		return
-	}
-	a.Add(n)
-}
-
-// inCall returns the "n" of every call in flight.
-func (a *fakeAPI) inCall() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []string
-	for n := range a.calling {
-		out = append(out, n)
-	}
-	return out
-}
-
-// anyInCall reports whether a call for one of ns is in flight.
-func (a *fakeAPI) anyInCall(ns []string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, n := range ns {
-		if a.calling[n] > 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// resetPeak starts a new peak measurement from the current in-flight count.
-func (a *fakeAPI) resetPeak() {
-	a.peak.Store(a.inflight.Load())
-	a.mu.Lock()
-	a.peakAt, a.peakCalls = time.Time{}, nil
-	a.mu.Unlock()
-}
-
-// peakReport says when the peak was reached and which calls were in flight.
-func (a *fakeAPI) peakReport() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return fmt.Sprintf("peak of %d distinct calls at %s: %v", len(a.peakCalls), a.peakAt.UTC().Format("15:04:05.000"), a.peakCalls)
 }
 
 // enqueue adds n api:call tasks whose "n" is prefix followed by 0..n-1.

@@ -10,8 +10,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/slotguard/slotguard/internal/fakeapi"
 	"github.com/slotguard/slotguard/internal/netproxy"
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/limiter"
 )
 
@@ -133,7 +135,7 @@ func TestLimiterThroughFaultyNetwork(t *testing.T) {
 		lostAfter = max(lostAfter, d)
 	}
 	// Redis sees the leases run out while the proxy is still stalled.
-	eventually(t, lease+time.Second, "the stalled holders' slots to come back", func() bool { return heldNow() == 0 })
+	wait.Until(t, lease+time.Second, "the stalled holders' slots to come back", func() bool { return heldNow() == 0 })
 
 	// Cut: every connection closes, and new ones are refused.
 	px.Cut()
@@ -177,7 +179,8 @@ func TestWorkersThroughFaultyNetwork(t *testing.T) {
 	srv := redistest.StartServer(t)
 	rdb := srv.Client(nil)
 	px := startProxy(t, srv.Addr())
-	api, url := newAPI(t, 50*time.Millisecond)
+	api := &fakeapi.API{Delay: 50 * time.Millisecond}
+	url := api.Start(t)
 	cfg := writeConfig(t, workerConfig(px.Addr(), url, limit, 10, lease))
 	procs := []*proc{startWorker(t, cfg), startWorker(t, cfg)}
 	enqueue(t, rdb, "", tasks)
@@ -186,7 +189,7 @@ func TestWorkersThroughFaultyNetwork(t *testing.T) {
 	progress := func(what string, more int) {
 		t.Helper()
 		from := done()
-		eventually(t, 60*time.Second, what, func() bool { return done() >= min(from+more, tasks) })
+		wait.Until(t, 60*time.Second, what, func() bool { return done() >= min(from+more, tasks) })
 	}
 
 	progress("tasks to start", 20)
@@ -215,7 +218,7 @@ func TestWorkersThroughFaultyNetwork(t *testing.T) {
 	// Tasks whose handler lost its lease count as failed and come back after
 	// asynq's retry delay (15-45 s); a dequeue whose reply a cut lost leaves
 	// its task to asynq's recoverer (1-2 minutes; see TestWorkerChaos).
-	eventually(t, 210*time.Second, "every task to complete", func() bool {
+	wait.Until(t, 210*time.Second, "every task to complete", func() bool {
 		return done() == tasks && drained(rdb)
 	})
 	distinct, dups := api.Count("")
@@ -226,8 +229,8 @@ func TestWorkersThroughFaultyNetwork(t *testing.T) {
 	// lease) before Acquire returns it, so a grant that expired on a stalled
 	// connection is never acted on: no overshoot, whatever the faults.
 	doa := deadOnArrival(procs...)
-	if p := api.peak.Load(); p > limit {
-		t.Fatalf("the API saw %d concurrent calls; limit %d (permits lost within %v of their task starting: %d); %s", p, limit, doaWindow, doa, api.peakReport())
+	if p := api.Peak(); p > limit {
+		t.Fatalf("the API saw %d concurrent calls; limit %d (permits lost within %v of their task starting: %d); %s", p, limit, doaWindow, doa, api.PeakReport())
 	}
 	assertNoSlotHeldAfter(t, rdb, lease)
 	requeued, redisRequeues, failed := 0, 0, 0
@@ -235,14 +238,14 @@ func TestWorkersThroughFaultyNetwork(t *testing.T) {
 		if !p.alive() {
 			t.Fatalf("worker %d exited", i)
 		}
-		eventually(t, 10*time.Second, "the worker to be ready", p.ready)
+		wait.Until(t, 10*time.Second, "the worker to be ready", p.ready)
 		logs := p.logs()
 		requeued += strings.Count(logs, `msg="task requeued"`)
 		redisRequeues += strings.Count(logs, "reason=redis_error")
 		failed += strings.Count(logs, "outcome=failure")
 	}
 	t.Logf("FIGURES workers-net: latency=1 stall=1(%v) cuts=%d tasks=%d completed=%d lost=%d archived=0 api_peak=%d limit=%d overshoot=%d dead_on_arrival_permits=%d leaked=0 requeued=%d (redis_error %d) failed_then_retried=%d lease_lost_lines=%d duplicates=%d tail_after_faults=%v total=%v",
-		2*lease, cuts, tasks, distinct, tasks-distinct, api.peak.Load(), limit, max(0, api.peak.Load()-limit), doa, requeued, redisRequeues, failed, leaseLostLines(procs...), dups,
+		2*lease, cuts, tasks, distinct, tasks-distinct, api.Peak(), limit, max(0, api.Peak()-limit), doa, requeued, redisRequeues, failed, leaseLostLines(procs...), dups,
 		time.Since(faultsEnd).Round(time.Second), time.Since(start).Round(time.Second))
 }
 

@@ -9,7 +9,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/slotguard/slotguard/internal/fakeapi"
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 	"github.com/slotguard/slotguard/limiter"
 )
 
@@ -42,7 +44,8 @@ func TestRedisRestartWithAOFLosesNothing(t *testing.T) {
 	const lease = 5 * time.Second // renewed every 1.7 s: a restart fits in a lease
 	srv := redistest.StartServer(t, "--appendonly", "yes", "--appendfsync", "always")
 	rdb := srv.Client(&redis.Options{MaxRetries: -1})
-	api, url := newAPI(t, 50*time.Millisecond)
+	api := &fakeapi.API{Delay: 50 * time.Millisecond}
+	url := api.Start(t)
 	cfg := writeConfig(t, workerConfig(srv.Addr(), url, limit, 10, lease))
 	procs := []*proc{startWorker(t, cfg), startWorker(t, cfg)}
 	enqueue(t, rdb, "", tasks)
@@ -51,13 +54,13 @@ func TestRedisRestartWithAOFLosesNothing(t *testing.T) {
 	restarts := 0
 	var downtime time.Duration
 	for _, at := range []int{tasks / 4, tasks * 3 / 5} {
-		eventually(t, 60*time.Second, "tasks to progress", func() bool { n, _ := api.Count(""); return n >= at })
+		wait.Until(t, 60*time.Second, "tasks to progress", func() bool { n, _ := api.Count(""); return n >= at })
 		t0 := time.Now()
 		srv.Restart() // SIGKILL, start on the same port and dir, wait for PING
 		downtime = max(downtime, time.Since(t0))
 		restarts++
 		for _, p := range procs {
-			eventually(t, 30*time.Second, "the worker to be ready again", p.ready)
+			wait.Until(t, 30*time.Second, "the worker to be ready again", p.ready)
 		}
 	}
 	doneAtLastRestart, _ := api.Count("")
@@ -67,7 +70,7 @@ func TestRedisRestartWithAOFLosesNothing(t *testing.T) {
 	// A reply lost in a restart can leave a task in asynq's active list
 	// with no worker (the dequeue ran, its reply did not arrive); asynq's
 	// recoverer brings it back 1-2 minutes later. See TestWorkerChaos.
-	eventually(t, 200*time.Second, "every task to complete", func() bool {
+	wait.Until(t, 200*time.Second, "every task to complete", func() bool {
 		n, _ := api.Count("")
 		return n == tasks && drained(rdb)
 	})
@@ -75,8 +78,8 @@ func TestRedisRestartWithAOFLosesNothing(t *testing.T) {
 	if n := archived(t, rdb); n != 0 {
 		t.Fatalf("%d tasks archived", n)
 	}
-	if p := api.peak.Load(); p > limit {
-		t.Fatalf("the API saw %d concurrent calls; limit %d; %s", p, limit, api.peakReport())
+	if p := api.Peak(); p > limit {
+		t.Fatalf("the API saw %d concurrent calls; limit %d; %s", p, limit, api.PeakReport())
 	}
 	assertNoSlotHeldAfter(t, rdb, lease)
 	// No handler was cancelled or failed. A "slot lease lost" line can still
@@ -95,7 +98,7 @@ func TestRedisRestartWithAOFLosesNothing(t *testing.T) {
 		}
 	}
 	t.Logf("FIGURES restart-aof: restarts=%d max_downtime=%v tasks=%d completed=%d lost=%d archived=0 api_peak=%d limit=%d overshoot=0 leaked=0 failed=0 spurious_lease_lost_lines=%d duplicates=%d took=%v",
-		restarts, downtime.Round(time.Millisecond), tasks, distinct, tasks-distinct, api.peak.Load(), limit, leaseLostLines(procs...), dups, time.Since(start).Round(time.Second))
+		restarts, downtime.Round(time.Millisecond), tasks, distinct, tasks-distinct, api.Peak(), limit, leaseLostLines(procs...), dups, time.Since(start).Round(time.Second))
 }
 
 // TestRedisRestartWithoutPersistence documents what a restart of a Redis
@@ -114,8 +117,8 @@ func TestRedisRestartWithoutPersistence(t *testing.T) {
 	const lease = 3 * time.Second
 	srv := redistest.StartServer(t) // --save "" and no AOF: nothing survives
 	rdb := srv.Client(&redis.Options{MaxRetries: -1})
-	api, url := newAPI(t, 2*time.Second)
-	api.abortOnHangup = true // so that a cancelled handler's call ends at the API
+	api := &fakeapi.API{Delay: 2 * time.Second, AbortOnHangup: true} // so that a cancelled handler's call ends at the API
+	url := api.Start(t)
 	cfg := writeConfig(t, workerConfig(srv.Addr(), url, limit, concurrency, lease))
 	procs := []*proc{startWorker(t, cfg), startWorker(t, cfg)}
 	taken := len(procs) * concurrency // the most tasks the workers can hold
@@ -134,7 +137,7 @@ func TestRedisRestartWithoutPersistence(t *testing.T) {
 		_ = p.Release(t.Context())
 	}
 	enqueue(t, rdb, "a", tasks)
-	eventually(t, 30*time.Second, "every slot to be in use", func() bool { return api.inflight.Load() == limit })
+	wait.Until(t, 30*time.Second, "every slot to be in use", func() bool { return api.InFlight() == limit })
 	before, err := sem.Info(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -142,8 +145,8 @@ func TestRedisRestartWithoutPersistence(t *testing.T) {
 	q, _ := queueState(rdb)
 	active := q.Active // taken by a worker: running, or waiting for a slot in its memory (a sample)
 	servedA, _ := api.Count("a")
-	old := api.inCall() // the holders' calls
-	api.resetPeak()
+	old := api.InCall() // the holders' calls
+	api.ResetPeak()
 	srv.Restart()
 	restarted := time.Now()
 
@@ -168,29 +171,29 @@ func TestRedisRestartWithoutPersistence(t *testing.T) {
 	}
 
 	// The holders learn at their next renewal, and stop.
-	eventually(t, lease, "every holder to learn its lease is lost and stop its call", func() bool {
-		return !api.anyInCall(old) && leaseLostLines(procs...) >= 1
+	wait.Until(t, lease, "every holder to learn its lease is lost and stop its call", func() bool {
+		return !api.AnyInCall(old) && leaseLostLines(procs...) >= 1
 	})
 	learned := time.Since(restarted)
-	windowPeak := api.peak.Load()
+	windowPeak := api.Peak()
 	lost := leaseLostLines(procs...)
 	if lost > limit {
 		t.Fatalf("%d lease-lost lines for at most %d holders", lost, limit)
 	}
 	for _, p := range procs {
-		eventually(t, 30*time.Second, "the worker to be ready again", p.ready)
+		wait.Until(t, 30*time.Second, "the worker to be ready again", p.ready)
 	}
 
 	// New work runs under the limit, seeded again from the configuration.
-	api.resetPeak()
+	api.ResetPeak()
 	const more = 12
 	enqueue(t, rdb, "b", more)
-	eventually(t, 60*time.Second, "the new tasks to complete", func() bool {
+	wait.Until(t, 60*time.Second, "the new tasks to complete", func() bool {
 		n, _ := api.Count("b")
 		return n == more && drained(rdb)
 	})
-	if p := api.peak.Load(); p > limit {
-		t.Fatalf("after the restart the API saw %d concurrent calls; limit %d; %s", p, limit, api.peakReport())
+	if p := api.Peak(); p > limit {
+		t.Fatalf("after the restart the API saw %d concurrent calls; limit %d; %s", p, limit, api.PeakReport())
 	}
 	if n := archived(t, rdb); n != 0 {
 		t.Fatalf("%d tasks archived", n)
@@ -222,5 +225,5 @@ func TestRedisRestartWithoutPersistence(t *testing.T) {
 		}
 	}
 	t.Logf("FIGURES restart-nopersist: restarts=1 tasks_before=%d served_before_restart=%d taken_by_workers=%d served_after_restart=%d lost=%d holders_at_restart=%d lease_lost_lines=%d all_stopped_within=%v api_peak_in_window=%d fence_before=%d fence_after=%d new_tasks=%d new_completed=%d api_peak_after=%d limit=%d leaked=0",
-		tasks, servedA, active, finalA-servedA, tasks-finalA, before.Held, lost, learned.Round(time.Millisecond), windowPeak, before.Fence, after.Fence, more, more, api.peak.Load(), limit)
+		tasks, servedA, active, finalA-servedA, tasks-finalA, before.Held, lost, learned.Round(time.Millisecond), windowPeak, before.Fence, after.Fence, more, more, api.Peak(), limit)
 }

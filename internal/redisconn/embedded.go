@@ -17,8 +17,10 @@ type Embedded struct {
 	wg   sync.WaitGroup
 }
 
-// DefaultEmbeddedAddr is where the embedded Redis listens when that port is
-// free, so that cmd/enqueue's default finds it.
+// DefaultEmbeddedAddr is the default Redis address of both binaries (and of
+// asynq): where a worker with no Redis configured looks for one, and where
+// it starts its embedded Redis when none answers and the port is free
+// ([StartLocal]), so that cmd/enqueue's default finds it.
 const DefaultEmbeddedAddr = "127.0.0.1:6379"
 
 // StartEmbedded starts miniredis on addr, or on a free loopback port when

@@ -15,7 +15,7 @@ func FromFile(path string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("redisconn: %w", err)
 	}
-	root, err := yamlx.Root(data)
+	root, err := yamlx.Parse(data)
 	if err != nil {
 		return Config{}, fmt.Errorf("redisconn: %s: %w", path, err)
 	}

@@ -1,12 +1,15 @@
 // Package redistest gives tests a Redis: the real server at REDIS_ADDR
-// (default 127.0.0.1:6379) or, where none answers, an embedded miniredis.
-// With SLOTGUARD_REQUIRE_REDIS=1 a missing server fails the test instead.
+// (default 127.0.0.1:6379), a private redis-server that [Main] starts where
+// none answers, or, where neither is there, an embedded miniredis for the
+// tests that can use one (the others skip, and [Main] says how many). With
+// SLOTGUARD_REQUIRE_REDIS=1 a missing server fails the test instead.
 package redistest
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -40,20 +43,22 @@ type Backend struct {
 	Mini   *miniredis.Miniredis // nil for the real server
 }
 
-var (
-	probeOnce sync.Once
-	probeOK   bool
-)
+// probe remembers whether the server at Addr answered; [Main] sets ok
+// after it started a private one.
+var probe struct {
+	once sync.Once
+	ok   bool
+}
 
 func realReachable() bool {
-	probeOnce.Do(func() {
-		c := redis.NewClient(&redis.Options{Addr: Addr()})
+	probe.once.Do(func() {
+		c := redis.NewClient(&redis.Options{Addr: Addr(), MaxRetries: -1, DialerRetries: 1})
 		defer c.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		probeOK = c.Ping(ctx).Err() == nil
+		probe.ok = c.Ping(ctx).Err() == nil
 	})
-	return probeOK
+	return probe.ok
 }
 
 // Real returns the real server, with a fresh prefix whose keys are deleted
@@ -65,7 +70,7 @@ func Real(t testing.TB) Backend {
 		if Required() {
 			t.Fatalf("redistest: no Redis at %s and %s=1", Addr(), RequireEnv)
 		}
-		t.Skipf("redistest: no Redis at %s", Addr())
+		skip(t, fmt.Sprintf("no Redis answers at %s, and %s", Addr(), noServerReason))
 	}
 	c := redis.NewClient(&redis.Options{Addr: Addr(), PoolSize: 64})
 	b := Backend{Name: "redis", Client: c, Prefix: NewPrefix()}

@@ -1,7 +1,6 @@
 package redistest
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -34,7 +32,7 @@ func Binary(t testing.TB) string {
 		if Required() {
 			t.Fatalf("redistest: redis-server not found and %s=1", RequireEnv)
 		}
-		t.Skip("redistest: redis-server not installed; this test needs its own server")
+		skip(t, "redis-server is not installed, and the test starts its own")
 	}
 	return p
 }
@@ -75,21 +73,9 @@ func (s *Server) Start() {
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("redistest: start redis-server: %v", err)
 	}
-	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
-			s.t.Fatalf("redistest: redis-server on %s did not answer: %v\n%s", s.Addr(), err, log)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := awaitServer(s.Addr(), nil); err != nil {
+		log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
+		s.t.Fatalf("redistest: %v\n%s", err, log)
 	}
 }
 

@@ -1,0 +1,9 @@
+package redisconn
+
+import (
+	"testing"
+
+	"github.com/slotguard/slotguard/internal/redistest"
+)
+
+func TestMain(m *testing.M) { redistest.Main(m, nil) }
