@@ -114,6 +114,9 @@ func TestHostileCommandLines(t *testing.T) {
 		{"limit as a float", []string{"--redis-url", url, "limits", "set", "api", "2.5"}, "from 1 to 1073741824"},
 		{"negative max-retry", []string{"--redis-url", url, "--type", "t", "--max-retry", "-2"}, "max_retry must not be negative, got -2"},
 		{"max-retry of -1", []string{"--redis-url", url, "--type", "t", "--max-retry", "-1"}, "max_retry must not be negative, got -1"},
+		{"password with a slash in the URL", []string{"--redis-url", "redis://:ab/" + secret + "@127.0.0.1:1/0", "--type", "t"}, "invalid port after host (URL-escape"},
+		{"password with a space in the URL, limits", []string{"limits", "--redis-url", "redis://:ab " + secret + "@127.0.0.1:1/0"}, "invalid userinfo"},
+		{"password in the URL's query", []string{"--redis-url", "redis://127.0.0.1:1/0?password=" + secret, "--type", "t"}, "unexpected option: password"},
 		{"max-retry not a number", []string{"--redis-url", url, "--type", "t", "--max-retry", "x"}, "want a whole number"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -15,6 +15,8 @@ func FuzzParseConfig(f *testing.F) {
 		"redis:\n  sentinel: {master: m, addrs: [\"127.0.0.1:26379\"]}\n  tls: {ca_file: /nonexistent}\n",
 		"redis:\n  cluster: {addrs: [\"127.0.0.1:7000\"]}\n",
 		"redis:\n  url: rediss://127.0.0.1:6380\n  cluster: {addrs: [a]}\n",
+		"redis:\n  url: \"redis://:ab/cd@127.0.0.1:6379/0?password=x\"\n",
+		"redis:\n  url: 'redis://:a b\"c@127.0.0.1:6379'\n",
 		"handlers:\n  - type: api:call\n    http:\n      url: \"https://api.example.com/{id}\"\n      headers: {Authorization: \"Bearer ${API_TOKEN}\"}\n",
 		"handlers:\n  - type: a\n    command: [\"/bin/true\"]\n    sleep: {}\n",
 		"handlers:\n  - type: a\n    http: {url: \"https://h/{\"}\n",
@@ -49,4 +51,38 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("the defaults are invalid: %v", err)
 		}
 	})
+}
+
+// TestCheckOfAHostileConfig runs --check on files an operator could get
+// wrong: each is refused with its field named and without echoing a
+// secret, a Redis password that was not URL-escaped included.
+func TestCheckOfAHostileConfig(t *testing.T) {
+	const secret = "S3CRET-pw"
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string
+		env        map[string]string
+	}{
+		{"password with a slash in REDIS_URL", "{}\n", []string{"redis", "invalid port"}, map[string]string{"REDIS_URL": "redis://:ab/cd" + secret + "@127.0.0.1:6379/0"}},
+		{"password with a slash", "redis:\n  url: \"redis://:ab/cd" + secret + "@127.0.0.1:6379/0\"\n", []string{"redis (line 1)", "invalid port", "URL-escape"}, nil},
+		{"password with a space", "redis:\n  url: \"redis://:ab cd" + secret + "@127.0.0.1:6379\"\n", []string{"redis (line 1)", "invalid userinfo"}, nil},
+		{"password with a quote", "redis:\n  url: 'redis://:ab\"cd" + secret + "@127.0.0.1:6379'\n", []string{"redis (line 1)", "invalid userinfo"}, nil},
+		{"base64 password", "redis:\n  url: \"redis://app:Zm9v/YmFy+" + secret + "==@127.0.0.1:6379/0\"\n", []string{"redis (line 1)", "redis://app:xxxxx@127.0.0.1:6379/0"}, nil},
+		{"password in the query", "redis:\n  url: \"redis://127.0.0.1:6379/0?password=" + secret + "\"\n", []string{"redis (line 1)", "unexpected option: password"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := check(t, tc.yaml, tc.env)
+			if err == nil {
+				t.Fatalf("accepted:\n%s", tc.yaml)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			if strings.Contains(out+err.Error(), secret) || strings.Contains(out, "cd") {
+				t.Errorf("output shows the secret:\n%s", out)
+			}
+		})
+	}
 }
