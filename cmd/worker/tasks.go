@@ -29,7 +29,7 @@ func buildHandlers(cfgs []handlerConfig, log *slog.Logger, getenv func(string) s
 			h.Log = log
 			hs[c.Type] = h
 		case c.Command != nil:
-			hs[c.Type] = &handlers.Command{Argv: c.Command, Timeout: c.Timeout}
+			hs[c.Type] = &handlers.Command{Argv: c.Command, Timeout: c.Timeout, Env: handlers.CommandEnv(c.Env, getenv)}
 		case c.Sleep != nil:
 			hs[c.Type] = handlers.Sleep{}
 		}
