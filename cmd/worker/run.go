@@ -88,9 +88,10 @@ const embeddedBanner = `
 // queues, running tasks get the shutdown timeout, and every slot is released.
 func serve(ctx context.Context, cfg fileConfig, rdb redis.UniversalClient, log *slog.Logger, getenv func(string) string) error {
 	states := newStateReader(rdb, cfg.Limits)
-	m := newMetrics(states.read)
+	m := newMetrics(states.ruleStates)
 	events := newRecorder()
 	events.onNew = states.notice
+	states.local = events.activity
 	guard, err := worker.New(rdb, cfg.Limits, &worker.Options{OnEvent: func(e worker.Event) {
 		m.observe(e)
 		events.record(e)
@@ -142,7 +143,7 @@ func serve(ctx context.Context, cfg fileConfig, rdb redis.UniversalClient, log *
 		})
 	}
 
-	handler := countOutcomes(m, guard.Middleware(busyRequeues(logTasks(log, tasks))))
+	handler := countOutcomes(m, tasks, guard.Middleware(busyRequeues(logTasks(log, tasks))))
 	if err := srv.Start(handler); err != nil {
 		return fmt.Errorf("asynq server: %w", err)
 	}

@@ -57,11 +57,17 @@ func (hs taskHandlers) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	return h.ProcessTask(ctx, t)
 }
 
-// countOutcomes counts each task by type and outcome.
-func countOutcomes(m *metrics, next asynq.Handler) asynq.Handler {
+// countOutcomes counts each task by type and outcome. A type without a
+// handler in hs is counted as unconfiguredType: task types come from
+// producers, and each label value would be a series kept forever.
+func countOutcomes(m *metrics, hs taskHandlers, next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		err := next.ProcessTask(ctx, t)
-		m.tasks.WithLabelValues(t.Type(), outcome(err)).Inc()
+		typ := t.Type()
+		if _, ok := hs[typ]; !ok {
+			typ = unconfiguredType
+		}
+		m.tasks.WithLabelValues(typ, outcome(err)).Inc()
 		return err
 	})
 }
