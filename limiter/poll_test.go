@@ -506,36 +506,46 @@ func TestARejectionSurvivesALostPollReply(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
 		// The rejection's Pub/Sub message goes nowhere, and the reply of the
 		// first poll that carries it is lost: the next poll must carry it
-		// again.
-		var lose atomic.Bool
+		// again. Polls run only when the test pokes the poller.
 		f := redistest.NewFaulty(b.Client, nil)
-		s, err := New(f, "lostpollreject", 2, &Options{Prefix: b.Prefix, SleepDelay: 50 * time.Millisecond})
+		s, err := New(f, "lostpollreject", 2, &Options{Prefix: b.Prefix, SleepDelay: time.Minute, WaiterTTL: 5 * time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
+		var polls atomic.Int64
+		var armed atomic.Bool
 		isPoll := pollCalls(s)
-		var lost atomic.Int64
 		f.Decide = func(args []any) redistest.Fault {
-			if isPoll(args) && lose.CompareAndSwap(true, false) {
-				lost.Add(1)
+			if !isPoll(args) || !armed.Load() {
+				return redistest.Pass
+			}
+			if polls.Add(1) == 1 {
 				return redistest.LoseReply
 			}
 			return redistest.Pass
 		}
 		other := newSem(t, b, "lostpollreject", 2, nil)
-		hold := mustAcquire(t, other)
+		hold := mustAcquire(t, other, WithWeight(2))
+		// Warm the subscription up, so that no poll follows it.
+		if _, err := s.Acquire(t.Context(), WithTimeout(50*time.Millisecond)); !errors.Is(err, ErrTimeout) {
+			t.Fatalf("warm-up: %v", err)
+		}
 		ch := acquireAsync(t.Context(), s, WithWeight(2))
 		waitingIs(t, s, 1)
 		s.hub.unregister(onlyWaiter(t, s))
-		lose.Store(true)
 		if err := other.SetLimit(t.Context(), 1); err != nil {
 			t.Fatal(err)
 		}
+		armed.Store(true)
+		s.poke()
+		wait.Until(t, 2*time.Second, "the first poll", func() bool { return polls.Load() == 1 })
+		notYet(t, ch, 100*time.Millisecond)
+		s.poke()
 		if r := recv(t, ch, 3*time.Second); !errors.Is(r.err, ErrWeightAboveLimit) {
 			t.Fatalf("after a lowered limit: permit %v, err %v; want ErrWeightAboveLimit", r.p != nil, r.err)
 		}
-		if lost.Load() != 1 {
-			t.Fatalf("%d poll replies were lost, want 1", lost.Load())
+		if n := polls.Load(); n != 2 {
+			t.Fatalf("%d polls, want the lost one and one more", n)
 		}
 		mustRelease(t, hold)
 	})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/slotguard/slotguard/internal/yamlx"
 )
@@ -15,6 +16,12 @@ const (
 	DefaultRequeueMinDelay = time.Second
 	DefaultRequeueMaxDelay = time.Minute
 )
+
+// MaxLimit is the largest limit slotguard stores. Every way of setting a
+// limit (a rule's limit, `enqueue limits set`, the dashboard) refuses a
+// larger one, so that a typo cannot store a number that Redis's Lua, whose
+// numbers are doubles, does not hold exactly.
+const MaxLimit = 1 << 30
 
 // Config is the limits section of a worker's configuration: the rules that
 // decide which slots a task needs, and how long it may wait for them. The
@@ -76,12 +83,17 @@ type Rule struct {
 	Queues []string `yaml:"queues"`
 
 	// PartitionBy names a top-level field of the task's JSON payload. When
-	// set, each value of the field gets its own semaphore of Limit slots.
-	// Tasks whose payload lacks the field, or is not a JSON object, share
-	// one partition.
+	// set, each value of the field gets its own semaphore of Limit slots,
+	// named "Name/partition". The partition is a string's value, or any
+	// other value's canonical JSON text, so that one value spelled in
+	// several ways (1, 1.0, 1e0) has one semaphore; the empty string is the
+	// partition `""`. Tasks whose payload lacks the field, holds null there,
+	// or is not a JSON object share the no-value partition, "Name/". A
+	// partition longer than [MaxPartitionBytes] keeps its first 64 bytes and
+	// a hash of the whole value. Partitions are always valid UTF-8.
 	PartitionBy string `yaml:"partition_by"`
 
-	// Limit is the number of slots, at least 1. It is written to Redis only
+	// Limit is the number of slots, from 1 to [MaxLimit]. It is written to Redis only
 	// when the semaphore has no stored limit; after that the stored limit
 	// wins (see [limiter.New] and [Guard.SyncLimits]).
 	Limit int `yaml:"limit"`
@@ -150,6 +162,9 @@ func (c Config) Validate() error {
 		if strings.Contains(r.Name, "/") {
 			add(f+".name", "must not contain '/', got %q", r.Name)
 		}
+		if !utf8.ValidString(r.Name) {
+			add(f+".name", "must be valid UTF-8, got %q", r.Name)
+		}
 		if len(r.TaskTypes) == 0 && len(r.Queues) == 0 {
 			add(f, "needs task_types or queues")
 		}
@@ -165,6 +180,9 @@ func (c Config) Validate() error {
 		}
 		if r.Limit < 1 {
 			add(f+".limit", "must be at least 1, got %d", r.Limit)
+		}
+		if r.Limit > MaxLimit {
+			add(f+".limit", "must be at most %d, got %d", MaxLimit, r.Limit)
 		}
 		if r.MaxWaiting < 0 {
 			add(f+".max_waiting", "must not be negative, got %d", r.MaxWaiting)

@@ -50,6 +50,7 @@ func TestParseConfigErrorsNameFieldAndLine(t *testing.T) {
 		{"bad duration", "lease: soon\n", "lease (line 1): must be a duration"},
 		{"negative duration", "acquire_timeout: -1s\n", "acquire_timeout (line 1): must not be negative"},
 		{"limit zero", "rules:\n  - name: a\n    queues: [q]\n    limit: 0\n", "rules[0].limit (line 4): must be at least 1"},
+		{"limit above the bound", "rules:\n  - name: a\n    queues: [q]\n    limit: 9007199254740993\n", "rules[0].limit (line 4): must be at most 1073741824"},
 		{"limit not a number", "rules:\n  - name: a\n    queues: [q]\n    limit: many\n", "rules[0].limit (line 4): must be an integer"},
 		{"duplicate name", "rules:\n  - {name: a, queues: [q], limit: 1}\n  - {name: a, queues: [q], limit: 1}\n", "rules[1].name (line 3): duplicates rules[0].name"},
 		{"no selector", "rules:\n  - name: a\n    limit: 1\n", "rules[0] (line 2): needs task_types or queues"},

@@ -1,8 +1,6 @@
 package worker
 
 import (
-	"bytes"
-	"encoding/json"
 	"sort"
 	"strings"
 )
@@ -11,7 +9,7 @@ import (
 // the partition taken from the payload.
 type need struct {
 	rule *rule
-	sem  string // semaphore name: the rule name, or "name/partition"
+	sem  string // semaphore name: the rule name, or "name/partition" (see partitionOf)
 }
 
 // rule is a validated [Rule] with its patterns compiled.
@@ -56,32 +54,6 @@ func needs(rules []*rule, taskType, queue string, payload []byte) []need {
 		sort.Slice(out, func(i, j int) bool { return out[i].sem < out[j].sem })
 	}
 	return out
-}
-
-// partitionOf returns the top-level JSON field of payload: a string's value,
-// or any other value's JSON text. It returns "" when payload is not a JSON
-// object or lacks the field.
-func partitionOf(payload []byte, field string) string {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &obj); err != nil {
-		return ""
-	}
-	raw, ok := obj[field]
-	if !ok {
-		return ""
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err == nil {
-		return s
-	}
-	if bytes.Equal(raw, []byte("null")) {
-		return ""
-	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, raw); err != nil {
-		return string(raw)
-	}
-	return compact.String()
 }
 
 // pattern matches a name exactly, or with "*" matching any run of

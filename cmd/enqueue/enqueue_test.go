@@ -186,7 +186,7 @@ not json
 		{"no type", []string{"--queue", "eq-bad"}, "type is required"},
 		{"zero count", []string{"--type", "t", "--queue", "eq-bad", "--count", "0"}, "--count"},
 		{"malformed lines", []string{"--file", file}, "line 2: in must be a positive duration"},
-		{"bad limit", []string{"limits", "set", "x", "0"}, "at least 1"},
+		{"bad limit", []string{"limits", "set", "x", "0"}, "from 1 to 1073741824"},
 		{"limits typo", []string{"limits", "sett", "x", "1"}, "unknown limits subcommand"},
 	}
 	for _, c := range cases {

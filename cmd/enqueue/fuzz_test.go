@@ -91,3 +91,47 @@ func TestHostileBulkInput(t *testing.T) {
 		})
 	}
 }
+
+// TestHostileCommandLines runs enqueue in process with command lines an
+// operator could mistype: each is a usage error (exit 2) with a clear
+// message, is refused before anything reaches Redis, and never prints a
+// password given in a Redis URL, not even in the usage text's defaults.
+func TestHostileCommandLines(t *testing.T) {
+	const secret = "s3cr3t-pw"
+	url := "redis://:" + secret + "@127.0.0.1:1/0" // nothing listens: a contacted Redis would be exit 1
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"negative limit after a Redis URL", []string{"--redis-url", url, "limits", "set", "api", "-1"}, `limit must be a whole number from 1 to 1073741824, got "-1"`},
+		{"unknown flag after limits, URL before", []string{"--redis-url", url, "limits", "--bogus"}, "flag provided but not defined"},
+		{"unknown flag after limits, URL after", []string{"limits", "--redis-url", url, "--bogus"}, "flag provided but not defined"},
+		{"limit past int64", []string{"--redis-url", url, "limits", "set", "api", "9223372036854775808"}, "from 1 to 1073741824"},
+		{"limit of max int64", []string{"--redis-url", url, "limits", "set", "api", "9223372036854775807"}, "from 1 to 1073741824"},
+		{"limit past 2^53", []string{"--redis-url", url, "limits", "set", "api", "9007199254740993"}, "from 1 to 1073741824"},
+		{"limit one past the bound", []string{"--redis-url", url, "limits", "set", "api", "1073741825"}, "from 1 to 1073741824"},
+		{"limit as a float", []string{"--redis-url", url, "limits", "set", "api", "2.5"}, "from 1 to 1073741824"},
+		{"negative max-retry", []string{"--redis-url", url, "--type", "t", "--max-retry", "-2"}, "max_retry must not be negative, got -2"},
+		{"max-retry of -1", []string{"--redis-url", url, "--type", "t", "--max-retry", "-1"}, "max_retry must not be negative, got -1"},
+		{"password with a slash in the URL", []string{"--redis-url", "redis://:ab/" + secret + "@127.0.0.1:1/0", "--type", "t"}, "invalid port after host (URL-escape"},
+		{"password with a space in the URL, limits", []string{"limits", "--redis-url", "redis://:ab " + secret + "@127.0.0.1:1/0"}, "invalid userinfo"},
+		{"password in the URL's query", []string{"--redis-url", "redis://127.0.0.1:1/0?password=" + secret, "--type", "t"}, "unexpected option: password"},
+		{"max-retry not a number", []string{"--redis-url", url, "--type", "t", "--max-retry", "x"}, "want a whole number"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			err := run(t.Context(), tc.args, func(string) string { return "" }, strings.NewReader(""), &out, &errb)
+			all := out.String() + errb.String()
+			if err != nil {
+				all += err.Error()
+			}
+			if exitCode(err) != 2 || !strings.Contains(all, tc.want) {
+				t.Fatalf("exit %d (%v), output %q; want exit 2 and %q", exitCode(err), err, all, tc.want)
+			}
+			if strings.Contains(all, secret) {
+				t.Fatalf("the output shows the Redis password:\n%s", all)
+			}
+		})
+	}
+}

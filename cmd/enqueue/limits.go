@@ -1,15 +1,18 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/slotguard/slotguard/limiter"
+	"github.com/slotguard/slotguard/worker"
 )
 
 // runLimits lists the limiters, or with "set NAME N" changes one limit for
@@ -27,8 +30,11 @@ func runLimits(ctx context.Context, args []string, url, config string, getenv fu
 	}
 	fs.BoolVar(&verbose, "v", false, "also list each limiter's holders")
 	fs.StringVar(&prefix, "prefix", limiter.DefaultPrefix, "key `prefix` of the limiters (limits.prefix in the worker's config)")
-	fs.StringVar(&url, "redis-url", url, "Redis `URL` (as for enqueue)")
-	fs.StringVar(&config, "config", config, "cmd/worker's configuration `file`, for its redis section")
+	// The defaults shown in the usage text are empty, never the values
+	// given before "limits": a Redis URL may hold a password.
+	var urlAfter, configAfter string
+	fs.StringVar(&urlAfter, "redis-url", "", "Redis `URL` (as for enqueue)")
+	fs.StringVar(&configAfter, "config", "", "cmd/worker's configuration `file`, for its redis section")
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -36,6 +42,7 @@ func runLimits(ctx context.Context, args []string, url, config string, getenv fu
 		}
 		return usageError{err}
 	}
+	url, config = cmp.Or(urlAfter, url), cmp.Or(configAfter, config)
 	if len(rest) > 0 && rest[0] != "set" {
 		return usagef("unknown limits subcommand %q (want: limits, or limits set NAME N)", rest[0])
 	}
@@ -46,8 +53,8 @@ func runLimits(ctx context.Context, args []string, url, config string, getenv fu
 			return usagef("usage: enqueue limits set NAME N")
 		}
 		n, err := strconv.Atoi(rest[2])
-		if err != nil || n < 1 {
-			return usagef("limit must be a whole number of at least 1, got %q", rest[2])
+		if err != nil || n < 1 || n > worker.MaxLimit {
+			return usagef("limit must be a whole number from 1 to %d, got %q", worker.MaxLimit, rest[2])
 		}
 		setName, setLimit = rest[1], n
 		if setName == "" {
@@ -105,10 +112,17 @@ func runLimits(ctx context.Context, args []string, url, config string, getenv fu
 }
 
 // parseInterspersed parses flags that may come before, between or after the
-// positional arguments, and returns the positional ones.
+// positional arguments, and returns the positional ones. A negative number
+// is a positional argument, not a flag, so that `set NAME -1` is told its
+// limit is out of range.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
+		if len(args) > 0 && isNegativeNumber(args[0]) {
+			pos = append(pos, args[0])
+			args = args[1:]
+			continue
+		}
 		if err := fs.Parse(args); err != nil {
 			return nil, err
 		}
@@ -118,4 +132,9 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
+}
+
+func isNegativeNumber(s string) bool {
+	_, err := strconv.ParseFloat(s, 64)
+	return err == nil && strings.HasPrefix(s, "-")
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -64,7 +65,6 @@ type options struct {
 	payload     string
 	payloadFile string
 	raw         bool
-	maxRetry    int
 	jsonOut     bool
 	file        string
 	count       int
@@ -87,7 +87,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	fs.StringVar(&o.spec.Queue, "queue", "", "`queue` name (default \"default\")")
 	fs.StringVar(&o.spec.In, "in", "", "process after this `duration`, such as 30s")
 	fs.StringVar(&o.spec.At, "at", "", "process at this RFC 3339 `time`")
-	fs.IntVar(&o.maxRetry, "max-retry", -1, "retry a failed task at most `n` times (asynq's default 25)")
+	fs.Func("max-retry", "retry a failed task at most `n` times, 0 or more (asynq's default 25)", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return errors.New("want a whole number")
+		}
+		o.spec.MaxRetry = &n // build refuses a negative one, as for a JSON line
+		return nil
+	})
 	fs.StringVar(&o.spec.Timeout, "timeout", "", "handler timeout `duration`")
 	fs.StringVar(&o.spec.Deadline, "deadline", "", "handler deadline, an RFC 3339 `time`")
 	fs.StringVar(&o.spec.Unique, "unique", "", "refuse a duplicate (same type, payload and queue) for this `duration`")
@@ -169,9 +176,6 @@ func (o *options) tasks(stdin io.Reader, stderr io.Writer) ([]task, error) {
 		o.spec.Payload = rawPayload(data, o.raw)
 	case o.payload != "":
 		o.spec.Payload = rawPayload([]byte(o.payload), o.raw)
-	}
-	if o.maxRetry >= 0 {
-		o.spec.MaxRetry = &o.maxRetry
 	}
 	t, err := o.spec.build(o.raw)
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
@@ -14,7 +13,10 @@ import (
 
 // admin serves /metrics, /healthz, /readyz, /limits and the dashboard (/,
 // /api/state, /api/limit). It shows no secret: no Redis URL, no header, no
-// payload.
+// payload. /limits and /api/state, which show holder labels, partitions and
+// queues, answer only the requests that may change limits (see
+// admin.access): a page that reached a loopback server by DNS rebinding
+// reads nothing.
 type admin struct {
 	rdb      redis.UniversalClient
 	states   *stateReader
@@ -53,19 +55,48 @@ func (a *admin) ready(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ready\n"))
 }
 
+// limits is GET /limits: a page of limiters as JSON, the top ?limit= (50)
+// by use among those whose name holds ?filter=. Like the dashboard's data,
+// it answers only a request that may change limits (see admin.access).
 func (a *admin) limits(w http.ResponseWriter, r *http.Request) {
-	states, err := a.states.read(r.Context())
-	w.Header().Set("Content-Type", "application/json")
+	q, ok := a.readAccess(w, r)
+	if !ok {
+		return
+	}
+	p, err := a.states.page(r.Context(), q)
 	body := struct {
 		Limiters []limiterState `json:"limiters"`
+		Total    int            `json:"limiters_total"`
+		Matched  int            `json:"limiters_matched"`
 		Error    string         `json:"error,omitempty"`
-	}{Limiters: states}
+	}{Limiters: p.Limiters, Total: p.Total, Matched: p.Matched}
 	if body.Limiters == nil {
 		body.Limiters = []limiterState{}
 	}
+	status := http.StatusOK
 	if err != nil {
 		body.Error = "reading limiter state from Redis failed"
-		w.WriteHeader(http.StatusServiceUnavailable)
+		status = http.StatusServiceUnavailable
 	}
-	_ = json.NewEncoder(w).Encode(body)
+	writeJSON(w, status, body)
+}
+
+// readAccess answers a refused request itself, with the reason and what
+// would allow it, and reads the page query of an allowed one (answering a
+// bad one with 400).
+func (a *admin) readAccess(w http.ResponseWriter, r *http.Request) (pageQuery, bool) {
+	if acc := a.access(r); !acc.Allowed {
+		status := http.StatusForbidden
+		if acc.TokenRequired {
+			status = http.StatusUnauthorized
+		}
+		writeJSON(w, status, map[string]any{"error": acc.Reason, "edit": acc})
+		return pageQuery{}, false
+	}
+	q, err := parsePageQuery(r.URL.Query().Get("filter"), r.URL.Query().Get("limit"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return q, false
+	}
+	return q, true
 }

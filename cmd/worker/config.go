@@ -59,6 +59,7 @@ type handlerConfig struct {
 	HTTP    *httpConfig   `yaml:"http"`
 	Command []string      `yaml:"command"`
 	Timeout time.Duration `yaml:"timeout"`
+	Env     []string      `yaml:"env"` // for command: variables passed besides handlers.DefaultCommandEnv
 	Sleep   *struct{}     `yaml:"sleep"`
 }
 
@@ -191,6 +192,14 @@ func (c *fileConfig) validate(getenv func(string) string) error {
 		if h.Command != nil && (len(h.Command) == 0 || h.Command[0] == "") {
 			add(f+".command", "must name a program, as a list: [\"/path/to/program\", \"arg\"]")
 		}
+		if h.Env != nil && h.Command == nil {
+			add(f+".env", "applies to command handlers")
+		}
+		for j, name := range h.Env {
+			if err := handlers.CheckEnvName(name); err != nil {
+				add(fmt.Sprintf("%s.env[%d]", f, j), "%v", err)
+			}
+		}
 		if h.HTTP != nil {
 			if _, err := h.HTTP.build(getenv); err != nil {
 				var fe *yamlx.FieldError
@@ -230,6 +239,9 @@ func (h *httpConfig) build(getenv func(string) string) (*handlers.HTTP, error) {
 		val, missing := handlers.ExpandEnv(v, getenv)
 		if len(missing) > 0 {
 			return nil, &yamlx.FieldError{Field: "headers." + k, Err: fmt.Errorf("environment variable %s is not set", strings.Join(missing, ", "))}
+		}
+		if err := handlers.CheckHeader(k, val); err != nil {
+			return nil, &yamlx.FieldError{Field: "headers." + k, Err: err}
 		}
 		hdr.Set(k, val)
 	}

@@ -5,11 +5,16 @@ import (
 	"crypto/subtle"
 	"embed"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"mime"
 	"net"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/slotguard/slotguard/worker"
 )
 
 // The dashboard is one static page whose script polls /api/state every
@@ -53,7 +58,11 @@ func staticFile(name, contentType string) http.Handler {
 // dashboardState is the body of GET /api/state.
 type dashboardState struct {
 	Now               time.Time     `json:"now"`
-	Limiters          []limiterView `json:"limiters"`
+	Limiters          []limiterView `json:"limiters"` // a page: see page.go
+	LimitersTotal     int           `json:"limiters_total"`
+	LimitersMatched   int           `json:"limiters_matched"` // whose name holds the filter
+	Filter            string        `json:"filter"`
+	PageLimit         int           `json:"page_limit"`
 	Error             string        `json:"error,omitempty"`
 	Queues            []queueState  `json:"queues"`
 	QueuesError       string        `json:"queues_error,omitempty"`
@@ -90,15 +99,23 @@ func parseLabel(h holderState) holderView {
 	return v
 }
 
+// apiState is GET /api/state?filter=&limit=: the page of limiters the
+// dashboard shows, with this worker's recent events for each, and the
+// queues.
 func (a *admin) apiState(w http.ResponseWriter, r *http.Request) {
+	q, ok := a.readAccess(w, r)
+	if !ok {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	body := dashboardState{Now: time.Now(), Limiters: []limiterView{}, Queues: []queueState{}, Edit: a.access(r)}
-	states, err := a.states.read(ctx)
+	body := dashboardState{Now: time.Now(), Limiters: []limiterView{}, Queues: []queueState{}, Edit: a.access(r), Filter: q.Filter, PageLimit: q.Limit}
+	p, err := a.states.page(ctx, q)
 	if err != nil {
 		body.Error = "reading limiter state from Redis failed"
 	}
-	for _, s := range states {
+	body.LimitersTotal, body.LimitersMatched = p.Total, p.Matched
+	for _, s := range p.Limiters {
 		rule, part, partitioned := strings.Cut(s.Name, "/")
 		v := limiterView{limiterState: s, Partition: part, Partitioned: partitioned, Holders: []holderView{}}
 		v.Rule = rule
@@ -135,9 +152,9 @@ type editAccess struct {
 	Reason        string `json:"reason,omitempty"`
 }
 
-// access decides whether r may change limits. A loopback admin server
-// allows any request that names a loopback host: a page of another site
-// that reached the server by DNS rebinding names its own host, and is
+// access decides whether r may see and change limits. A loopback admin
+// server allows any request that names a loopback host: a page of another
+// site that reached the server by DNS rebinding names its own host, and is
 // refused. Otherwise the request must present admin.token as
 // "Authorization: Bearer <token>".
 func (a *admin) access(r *http.Request) editAccess {
@@ -146,16 +163,16 @@ func (a *admin) access(r *http.Request) editAccess {
 	}
 	if a.token == "" {
 		if a.loopback {
-			return editAccess{Reason: "Limits are read-only: this page was not loaded through a loopback address."}
+			return editAccess{Reason: "This page was not loaded through a loopback address: open it through 127.0.0.1 or localhost, or set admin.token."}
 		}
-		return editAccess{Reason: "Limits are read-only: the admin server is not on loopback and no admin.token is configured."}
+		return editAccess{Reason: "The admin server is not on loopback and no admin.token is configured: set admin.token to see and change limits here."}
 	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	switch {
 	case !ok || got == "":
-		return editAccess{TokenRequired: true, Reason: "Enter the admin token to change limits."}
+		return editAccess{TokenRequired: true, Reason: "Enter the admin token to see and change limits."}
 	case subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1:
-		return editAccess{TokenRequired: true, Reason: "The admin token is wrong: limits are read-only."}
+		return editAccess{TokenRequired: true, Reason: "The admin token is wrong."}
 	}
 	return editAccess{Allowed: true, By: "token"}
 }
@@ -173,9 +190,6 @@ func loopbackHost(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
-
-// maxLimit keeps a typo from storing a limit no Lua number holds exactly.
-const maxLimit = 1 << 30
 
 // apiSetLimit is POST /api/limit with a JSON body {"name": ..., "limit": N}:
 // the same change as `enqueue limits set NAME N`, for a limiter the
@@ -204,28 +218,22 @@ func (a *admin) apiSetLimit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "the body must be {\"name\": \"...\", \"limit\": N}")
 		return
 	}
-	if req.Limit < 1 || req.Limit > maxLimit {
-		writeError(w, http.StatusBadRequest, "the limit must be a whole number from 1 to 1073741824")
+	if _, err := dec.Token(); err != io.EOF {
+		writeError(w, http.StatusBadRequest, "the body must be one JSON object, with nothing after it")
+		return
+	}
+	if req.Limit < 1 || req.Limit > worker.MaxLimit {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("the limit must be a whole number from 1 to %d", worker.MaxLimit))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	states, err := a.states.read(ctx)
-	if err != nil && states == nil {
-		writeError(w, http.StatusServiceUnavailable, "reading limiter state from Redis failed")
-		return
-	}
-	before := -1
-	for _, s := range states {
-		if s.Name == req.Name {
-			before = s.Limit
-		}
-	}
-	if before < 0 {
+	before, err := a.states.setLimit(ctx, req.Name, req.Limit)
+	switch {
+	case errors.Is(err, errUnknownLimiter):
 		writeError(w, http.StatusNotFound, "no such limiter on this worker")
 		return
-	}
-	if err := a.states.setLimit(ctx, req.Name, req.Limit); err != nil {
+	case err != nil:
 		writeError(w, http.StatusServiceUnavailable, "storing the limit in Redis failed")
 		return
 	}

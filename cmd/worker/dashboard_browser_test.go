@@ -319,6 +319,26 @@ admin:
 		t.Fatalf("elements in the page: %v (%v); a name became markup", counts, err)
 	}
 
+	// The filter narrows the page to the limiters whose name holds it.
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("filter"), "ACME")); err != nil {
+		t.Fatal(err)
+	}
+	until(t, 10*time.Second, "the filter to show cust/acme alone", func() string {
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...Array.from(document.querySelectorAll("article.limiter")).map((c) => c.dataset.name),
+			document.getElementById("limiter-count").textContent]`))
+		if err != nil {
+			return err.Error()
+		}
+		if !slices.Equal(got, []string{"cust/acme", "Showing 1 of 1 matching (4 in all)."}) {
+			return fmt.Sprintf("page shows %q", got)
+		}
+		return ""
+	})
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`const f = document.getElementById("filter"); f.value = ""; f.dispatchEvent(new Event("input")); true`)); err != nil {
+		t.Fatal(err)
+	}
+	until(t, 10*time.Second, "the page to show every limiter again", showsRedis)
+
 	// Change demo's limit through its form.
 	input := chromedp.CSS(`article.limiter[data-name="demo"] input.limit-input`)
 	button := chromedp.CSS(`article.limiter[data-name="demo"] button`)
@@ -366,32 +386,34 @@ admin:
 	}
 	writeShot(t, filepath.Join(dir, "phone.png"), shot)
 
-	// Through a name that is not loopback, the page is read-only until it
-	// is given the admin token.
-	access := func(wantText string, wantEditable bool) func() string {
+	// Through a name that is not loopback (as a page that reached the
+	// server by DNS rebinding has), the page shows nothing until it is
+	// given the admin token: it may neither read nor change limits.
+	access := func(wantText string, wantShown bool) func() string {
 		return func() string {
 			got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[document.getElementById("access-text").textContent,
-				String(!document.querySelector('article.limiter[data-name="demo"] input.limit-input').disabled)]`))
+				String(document.querySelectorAll("article.limiter").length),
+				String(!!document.querySelector('article.limiter[data-name="demo"] input.limit-input:enabled'))]`))
 			if err != nil {
 				return err.Error()
 			}
-			if got[0] != wantText || got[1] != fmt.Sprint(wantEditable) {
-				return fmt.Sprintf("access %q, editable %s", got[0], got[1])
+			if got[0] != wantText || (got[1] != "0") != wantShown || got[2] != fmt.Sprint(wantShown) {
+				return fmt.Sprintf("access %q, %s limiters shown, demo editable %s", got[0], got[1], got[2])
 			}
 			return ""
 		}
 	}
 	_, port, _ := net.SplitHostPort(w.Admin)
-	if err := chromedp.Do(ctx, chromedp.Navigate("http://dash.test:"+port+"/"), chromedp.WaitVisible(chromedp.CSS(`article.limiter[data-name="demo"]`))); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://dash.test:"+port+"/"), chromedp.WaitVisible(chromedp.ID("token-form"))); err != nil {
 		t.Fatal(err)
 	}
-	until(t, 10*time.Second, "a read-only page without the token", access("Enter the admin token to change limits.", false))
+	until(t, 10*time.Second, "an empty page asking for the token", access("Enter the admin token to see and change limits.", false))
 	token := chromedp.ID("token")
 	useToken := chromedp.CSS(`#token-form button`)
 	if err := chromedp.Do(ctx, chromedp.SetValue(token, "wrong"), chromedp.Click(useToken)); err != nil {
 		t.Fatal(err)
 	}
-	until(t, 10*time.Second, "a wrong token to be refused", access("The admin token is wrong: limits are read-only.", false))
+	until(t, 10*time.Second, "a wrong token to be refused", access("The admin token is wrong.", false))
 	if err := chromedp.Do(ctx, chromedp.SetValue(token, "t0ken"), chromedp.Click(useToken)); err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,8 @@ func setupDashboard(t *testing.T, rdb redis.UniversalClient, prefix string) *das
 	states := newStateReader(rdb, cfg)
 	events := newRecorder()
 	events.onNew = states.notice
-	a := &admin{rdb: rdb, states: states, metrics: newMetrics(states.read), events: events, loopback: true}
+	states.local = events.activity
+	a := &admin{rdb: rdb, states: states, metrics: newMetrics(states.ruleStates), events: events, loopback: true}
 	return &dashSetup{rdb: rdb, prefix: prefix, admin: a, events: events}
 }
 
@@ -47,7 +48,7 @@ func setupDashboard(t *testing.T, rdb redis.UniversalClient, prefix string) *das
 func (s *dashSetup) hold(t *testing.T, name, label string, waited time.Duration) *limiter.Permit {
 	t.Helper()
 	rule, _, _ := strings.Cut(name, "/")
-	sem, err := limiter.New(s.rdb, name, s.admin.states.rules[rule], &limiter.Options{Prefix: s.prefix})
+	sem, err := limiter.New(s.rdb, name, s.admin.states.rules[rule].Limit, &limiter.Options{Prefix: s.prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,16 +74,27 @@ func (s *dashSetup) storedLimit(t *testing.T, name string) int {
 	return info.Limit
 }
 
-func getState(t *testing.T, h http.Handler, host, token string) (dashboardState, string) {
-	t.Helper()
-	req := httptest.NewRequest("GET", "http://"+host+"/api/state", nil)
+// get serves GET path on h with the Host host and, if given, the token.
+func get(h http.Handler, host, path, token string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest("GET", "http://"+host+path, nil)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func getState(t *testing.T, h http.Handler, host, token string) (dashboardState, string) {
+	t.Helper()
+	return getStatePath(t, h, host, "/api/state", token)
+}
+
+func getStatePath(t *testing.T, h http.Handler, host, path, token string) (dashboardState, string) {
+	t.Helper()
+	rec := get(h, host, path, token)
 	if rec.Code != http.StatusOK {
-		t.Fatalf("GET /api/state: %d %s", rec.Code, rec.Body)
+		t.Fatalf("GET %s: %d %s", path, rec.Code, rec.Body)
 	}
 	raw := rec.Body.String()
 	var st dashboardState
@@ -207,14 +219,22 @@ func TestDashboardLimitChangeNeedsLoopbackOrToken(t *testing.T) {
 				if got := s.storedLimit(t, "api"); got != limit {
 					t.Fatalf("stored limit %d, want %d", got, limit)
 				}
-				// The page's view of the same request agrees with the POST.
+				// The page's read of the same request agrees with the POST:
+				// what may not change limits may not read them either.
 				if c.header.Get("Sec-Fetch-Site") == "" && c.header.Get("Origin") == "" && c.want != 415 {
-					st, _ := getState(t, s.admin.handler(), c.host, strings.TrimPrefix(c.header.Get("Authorization"), "Bearer "))
-					if st.Edit.Allowed != (c.want == 200) || (!st.Edit.Allowed && st.Edit.Reason == "") {
-						t.Fatalf("GET /api/state says %+v for a request whose POST got %d", st.Edit, c.want)
+					rec := get(s.admin.handler(), c.host, "/api/state", strings.TrimPrefix(c.header.Get("Authorization"), "Bearer "))
+					var body struct {
+						Edit     editAccess `json:"edit"`
+						Limiters []any      `json:"limiters"`
 					}
-					if st.Edit.TokenRequired != (c.want == 401) {
-						t.Fatalf("token_required %v for a request whose POST got %d", st.Edit.TokenRequired, c.want)
+					if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+						t.Fatalf("GET /api/state: %d %s", rec.Code, rec.Body)
+					}
+					if rec.Code != c.want || body.Edit.Allowed != (c.want == 200) || (!body.Edit.Allowed && (body.Edit.Reason == "" || body.Limiters != nil)) {
+						t.Fatalf("GET /api/state answers %d %s for a request whose POST got %d", rec.Code, rec.Body, c.want)
+					}
+					if body.Edit.TokenRequired != (c.want == 401) {
+						t.Fatalf("token_required %v for a request whose POST got %d", body.Edit.TokenRequired, c.want)
 					}
 				}
 			})
@@ -242,6 +262,12 @@ func TestDashboardLimitChangeRejectsBadRequests(t *testing.T) {
 		{`{"name":"api","limit":2000000000}`, 400},
 		{`{"name":"api","limit":"7"}`, 400},
 		{`{"name":"api","limit":7,"extra":1}`, 400},
+		{`{"name":"api","limit":7} {"name":"api","limit":9}`, 400},
+		{`{"name":"api","limit":7}garbage`, 400},
+		{`{"name":"api","limit":7}]`, 400},
+		{`{"name":"api","limit":1073741825}`, 400},
+		{`{"name":"api","limit":9223372036854775807}`, 400},
+		{`{"name":"api","limit":1e3}`, 400},
 		{`not json`, 400},
 		{`{"name":"other-tool-semaphore","limit":7}`, 404},
 		{`{"name":"cust/never-seen","limit":7}`, 404},

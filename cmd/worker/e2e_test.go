@@ -128,7 +128,7 @@ func TestThreeWorkersNeverExceedTheLimitAndCompleteEveryTask(t *testing.T) {
 	var success float64
 	for _, w := range ws {
 		body := w.Get("/metrics")
-		if v := metric(body, `slotguard_limit{limiter="api",rule="api"}`); v != limit {
+		if v := metric(body, `slotguard_limit{rule="api"}`); v != limit {
 			t.Fatalf("slotguard_limit = %v, want %d", v, limit)
 		}
 		s := metric(body, `slotguard_tasks_total{outcome="success",type="api:call"}`)

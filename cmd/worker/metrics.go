@@ -12,7 +12,11 @@ import (
 )
 
 // metrics turns the guard's events and task outcomes into Prometheus series,
-// and reads each limiter's state from Redis at scrape time.
+// and reads the rules' state from Redis at scrape time. No label takes a
+// value from a task: series are by rule (from the configuration), by
+// outcome and reason (fixed sets), and by task type only for the types that
+// have a handler, so that neither partitions nor unknown task types can
+// grow the number of series.
 type metrics struct {
 	reg       *prometheus.Registry
 	waited    *prometheus.HistogramVec
@@ -20,11 +24,16 @@ type metrics struct {
 	requeues  *prometheus.CounterVec
 	leaseLost *prometheus.CounterVec
 	released  *prometheus.CounterVec
+	holding   *prometheus.GaugeVec
 	tasks     *prometheus.CounterVec
 	state     *stateCollector
 }
 
-func newMetrics(states func(context.Context) ([]limiterState, error)) *metrics {
+// unconfiguredType is the type label of every task whose type has no
+// handler.
+const unconfiguredType = "(unconfigured)"
+
+func newMetrics(states func(context.Context) ([]ruleState, error)) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		waited: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -35,10 +44,13 @@ func newMetrics(states func(context.Context) ([]limiterState, error)) *metrics {
 		requeues:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slotguard_requeues_total", Help: "Tasks sent back to their queue without running, by rule and reason."}, []string{"rule", "reason"}),
 		leaseLost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slotguard_lease_lost_total", Help: "Slot leases lost while their task ran, by rule."}, []string{"rule"}),
 		released:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slotguard_released_total", Help: "Slots given back, by rule."}, []string{"rule"}),
-		tasks:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slotguard_tasks_total", Help: "Tasks handled by this worker, by type and outcome (success, failure, requeued, busy)."}, []string{"type", "outcome"}),
-		state:     &stateCollector{read: states},
+		holding: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "slotguard_worker_held_slots",
+			Help: "Slots this worker's tasks hold now, by rule, partitions included; sum over workers for the whole deployment."}, []string{"rule"}),
+		tasks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slotguard_tasks_total",
+			Help: "Tasks handled by this worker, by type and outcome (success, failure, requeued, busy); types without a handler count as " + unconfiguredType + "."}, []string{"type", "outcome"}),
+		state: &stateCollector{read: states},
 	}
-	m.reg.MustRegister(m.waited, m.acquired, m.requeues, m.leaseLost, m.released, m.tasks, m.state,
+	m.reg.MustRegister(m.waited, m.acquired, m.requeues, m.leaseLost, m.released, m.holding, m.tasks, m.state,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -48,6 +60,7 @@ func (m *metrics) observe(e worker.Event) {
 	switch e.Kind {
 	case worker.EventAcquired:
 		m.acquired.WithLabelValues(e.Rule).Inc()
+		m.holding.WithLabelValues(e.Rule).Inc()
 		m.waited.WithLabelValues(e.Rule).Observe(e.Waited.Seconds())
 	case worker.EventRequeued:
 		m.requeues.WithLabelValues(e.Rule, requeueReason(e.Err)).Inc()
@@ -55,6 +68,7 @@ func (m *metrics) observe(e worker.Event) {
 		m.leaseLost.WithLabelValues(e.Rule).Inc()
 	case worker.EventReleased:
 		m.released.WithLabelValues(e.Rule).Inc()
+		m.holding.WithLabelValues(e.Rule).Dec()
 	}
 }
 
@@ -74,48 +88,30 @@ func requeueReason(err error) string {
 	return "redis_error"
 }
 
-// limiterState is one limiter's state, as /limits and /metrics show it.
-type limiterState struct {
-	Rule      string        `json:"rule"`
-	Name      string        `json:"name"`
-	Limit     int           `json:"limit"`
-	Held      int           `json:"held"`
-	Free      int           `json:"free"`
-	Waiting   int           `json:"waiting"`
-	Fence     int64         `json:"fence"`
-	Holders   []holderState `json:"holders"`
-	ReadAt    time.Time     `json:"read_at"`
-	ReadError string        `json:"error,omitempty"`
-}
-
-type holderState struct {
-	Token     string  `json:"token"`
-	Label     string  `json:"label"`
-	Weight    int     `json:"weight"`
-	Fence     int64   `json:"fence"`
-	LeaseLeft float64 `json:"lease_left_seconds"`
-}
-
-// stateCollector reads the limiters' state from Redis at scrape time: one
-// round trip per limiter.
+// stateCollector reads the rules' state from Redis at scrape time: one
+// round trip per unpartitioned rule, none per partition.
 type stateCollector struct {
-	read func(context.Context) ([]limiterState, error)
+	read func(context.Context) ([]ruleState, error)
 }
 
 var (
-	descLimit   = prometheus.NewDesc("slotguard_limit", "The stored limit of each limiter.", []string{"rule", "limiter"}, nil)
-	descHeld    = prometheus.NewDesc("slotguard_held_slots", "Slots held by live leases.", []string{"rule", "limiter"}, nil)
-	descWaiting = prometheus.NewDesc("slotguard_waiting", "Tasks queued for a slot, in every process.", []string{"rule", "limiter"}, nil)
-	descUp      = prometheus.NewDesc("slotguard_redis_up", "1 when the last read of the limiters' state from Redis worked.", nil, nil)
+	descLimit      = prometheus.NewDesc("slotguard_limit", "The stored limit of each unpartitioned rule.", []string{"rule"}, nil)
+	descHeld       = prometheus.NewDesc("slotguard_held_slots", "Slots of each unpartitioned rule held by live leases, in every worker.", []string{"rule"}, nil)
+	descWaiting    = prometheus.NewDesc("slotguard_waiting", "Tasks queued for a slot of each unpartitioned rule, in every worker.", []string{"rule"}, nil)
+	descPartitions = prometheus.NewDesc("slotguard_partitions", "Partition limiters of each partitioned rule found in Redis.", []string{"rule"}, nil)
+	descUp         = prometheus.NewDesc("slotguard_redis_up", "1 when the last read of the rules' state from Redis worked.", nil, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descLimit
 	ch <- descHeld
 	ch <- descWaiting
+	ch <- descPartitions
 	ch <- descUp
 }
 
+// Collect sends what it could read; a value Prometheus refuses is left out
+// rather than failing the whole scrape.
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -124,13 +120,20 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if err != nil {
 		up = 0
 	}
-	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up)
-	for _, s := range states {
-		if s.ReadError != "" {
-			continue
+	send := func(d *prometheus.Desc, v float64, labels ...string) {
+		if m, err := prometheus.NewConstMetric(d, prometheus.GaugeValue, v, labels...); err == nil {
+			ch <- m
 		}
-		ch <- prometheus.MustNewConstMetric(descLimit, prometheus.GaugeValue, float64(s.Limit), s.Rule, s.Name)
-		ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, float64(s.Held), s.Rule, s.Name)
-		ch <- prometheus.MustNewConstMetric(descWaiting, prometheus.GaugeValue, float64(s.Waiting), s.Rule, s.Name)
+	}
+	send(descUp, up)
+	for _, s := range states {
+		switch {
+		case s.Partitioned:
+			send(descPartitions, float64(s.Partitions), s.Rule)
+		case s.Read:
+			send(descLimit, float64(s.Limit), s.Rule)
+			send(descHeld, float64(s.Held), s.Rule)
+			send(descWaiting, float64(s.Waiting), s.Rule)
+		}
 	}
 }

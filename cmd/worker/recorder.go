@@ -43,6 +43,7 @@ type semEvents struct {
 	buckets        [bucketCount]bucket
 	leaseLostTotal int64
 	requeuedTotal  int64
+	holding        int // slots this worker's tasks hold now: acquired minus released
 	last           time.Time
 }
 
@@ -54,6 +55,13 @@ func newRecorder() *recorder {
 func (r *recorder) record(e worker.Event) {
 	switch e.Kind {
 	case worker.EventAcquired, worker.EventRequeued, worker.EventLeaseLost:
+	case worker.EventReleased:
+		r.mu.Lock()
+		if s := r.sems[e.Semaphore]; s != nil && s.holding > 0 {
+			s.holding--
+		}
+		r.mu.Unlock()
+		return
 	default:
 		return
 	}
@@ -76,6 +84,7 @@ func (r *recorder) record(e worker.Event) {
 	b := s.bucket(now)
 	switch e.Kind {
 	case worker.EventAcquired:
+		s.holding++
 		b.acquired++
 		// Reservoir sampling: every acquire of the bucket is equally likely
 		// to be among the kept waits.
@@ -189,6 +198,29 @@ func (r *recorder) stats(name string) eventStats {
 		st.WaitP50, st.WaitP99 = quantile(all, .5), quantile(all, .99)
 	}
 	return st
+}
+
+// activity returns, for each semaphore with recent events, how busy this
+// worker keeps it: the slots its tasks hold now first, then its acquires
+// and requeues in the window. The dashboard ranks limiters by it without a
+// Redis round trip.
+func (r *recorder) activity() map[string]int {
+	cur := slotOf(r.now())
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]int, len(r.sems))
+	for name, s := range r.sems {
+		n := 0
+		for i := range s.buckets {
+			if b := &s.buckets[i]; b.slot > cur-bucketCount {
+				n += b.acquired + b.requeued
+			}
+		}
+		if score := s.holding<<20 + min(n, 1<<20-1); score > 0 {
+			out[name] = score
+		}
+	}
+	return out
 }
 
 // unguardedRequeues returns how many tasks holding no slot asked for a

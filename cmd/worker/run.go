@@ -76,9 +76,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // queues, running tasks get the shutdown timeout, and every slot is released.
 func serve(ctx context.Context, cfg fileConfig, rdb redis.UniversalClient, log *slog.Logger, getenv func(string) string) error {
 	states := newStateReader(rdb, cfg.Limits)
-	m := newMetrics(states.read)
+	m := newMetrics(states.ruleStates)
 	events := newRecorder()
 	events.onNew = states.notice
+	states.local = events.activity
 	guard, err := worker.New(rdb, cfg.Limits, &worker.Options{OnEvent: func(e worker.Event) {
 		m.observe(e)
 		events.record(e)
@@ -130,7 +131,7 @@ func serve(ctx context.Context, cfg fileConfig, rdb redis.UniversalClient, log *
 		})
 	}
 
-	handler := countOutcomes(m, guard.Middleware(busyRequeues(logTasks(log, tasks))))
+	handler := countOutcomes(m, tasks, guard.Middleware(busyRequeues(logTasks(log, tasks))))
 	if err := srv.Start(handler); err != nil {
 		return fmt.Errorf("asynq server: %w", err)
 	}
@@ -141,11 +142,37 @@ func serve(ctx context.Context, cfg fileConfig, rdb redis.UniversalClient, log *
 		<-gctx.Done()
 		log.Info("shutting down: waiting tasks go back to their queues, running ones get the shutdown timeout", "shutdown_timeout", cfg.Worker.ShutdownTimeout)
 		running.Store(false)
-		srv.Shutdown()
-		log.Info("worker stopped")
-		return nil
+		return shutdownWithin(srv.Shutdown, cfg.Worker.ShutdownTimeout+shutdownGrace, log)
 	})
 	return g.Wait()
+}
+
+// shutdownGrace is how long after the shutdown timeout the worker still
+// waits for asynq's and the guard's last Redis calls (requeueing waiting
+// tasks, clearing the server's state) before it exits anyway.
+const shutdownGrace = 5 * time.Second
+
+// shutdownWithin runs shutdown and waits for it at most d. asynq's shutdown
+// makes Redis calls without a deadline (its processor waits for a Dequeue
+// to return before it stops), so against a Redis that never answers (such
+// as rediss:// pointed at a plain server, where each TLS handshake waits
+// for its dial timeout and is retried) it took minutes. Past d the worker
+// exits anyway: slots still held come back when their leases end, and asynq
+// recovers the tasks that were running when their own leases end.
+func shutdownWithin(shutdown func(), d time.Duration, log *slog.Logger) error {
+	done := make(chan struct{})
+	go func() {
+		shutdown()
+		close(done)
+	}()
+	select {
+	case <-done:
+		log.Info("worker stopped")
+	case <-time.After(d):
+		log.Error("shutdown did not finish in time (does Redis answer?): exiting anyway; held slots come back when their leases end",
+			"waited", d)
+	}
+	return nil
 }
 
 func queueList(qs map[string]int) string {

@@ -29,7 +29,7 @@ func buildHandlers(cfgs []handlerConfig, log *slog.Logger, getenv func(string) s
 			h.Log = log
 			hs[c.Type] = h
 		case c.Command != nil:
-			hs[c.Type] = &handlers.Command{Argv: c.Command, Timeout: c.Timeout}
+			hs[c.Type] = &handlers.Command{Argv: c.Command, Timeout: c.Timeout, Env: handlers.CommandEnv(c.Env, getenv)}
 		case c.Sleep != nil:
 			hs[c.Type] = handlers.Sleep{}
 		}
@@ -57,11 +57,17 @@ func (hs taskHandlers) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	return h.ProcessTask(ctx, t)
 }
 
-// countOutcomes counts each task by type and outcome.
-func countOutcomes(m *metrics, next asynq.Handler) asynq.Handler {
+// countOutcomes counts each task by type and outcome. A type without a
+// handler in hs is counted as unconfiguredType: task types come from
+// producers, and each label value would be a series kept forever.
+func countOutcomes(m *metrics, hs taskHandlers, next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		err := next.ProcessTask(ctx, t)
-		m.tasks.WithLabelValues(t.Type(), outcome(err)).Inc()
+		typ := t.Type()
+		if _, ok := hs[typ]; !ok {
+			typ = unconfiguredType
+		}
+		m.tasks.WithLabelValues(typ, outcome(err)).Inc()
 		return err
 	})
 }

@@ -22,8 +22,8 @@ import (
 // limiter.List (enqueue limits), SELECT for a database other than 0.
 const minimalACL = "resetkeys ~asynq:* ~slotguard:* resetchannels &asynq:cancel &slotguard:grants -@all " +
 	"+ping +hello +auth +select +evalsha +eval +time +wait +scan +publish +subscribe +unsubscribe " +
-	"+get +set +setex +incr +del +exists +expire +expireat +pexpire +pttl " +
-	"+hget +hmget +hset +hdel +hincrby +llen +lpush +rpush +lrange +lrem +rpoplpush " +
+	"+get +set +setex +incr +del +exists +expire +expireat +pexpire +persist +pttl " +
+	"+hget +hmget +hset +hsetnx +hexists +hdel +hincrby +llen +lpush +rpush +lrange +lrem +rpoplpush " +
 	"+sadd +srem +smembers +sismember " +
 	"+zadd +zrem +zcard +zscore +zrange +zrevrange +zrangebyscore +zrangebylex +zremrangebyscore +zremrangebyrank"
 

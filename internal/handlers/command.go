@@ -5,8 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -19,14 +19,46 @@ import (
 type Command struct {
 	Argv    []string
 	Timeout time.Duration
-	Env     []string // extra KEY=VALUE pairs
+	// Env is the program's whole environment as KEY=VALUE pairs, besides
+	// the task's SLOTGUARD_* variables: the worker's own environment (its
+	// REDIS_URL, its secrets) is not inherited. See [CommandEnv].
+	Env []string
+}
+
+// DefaultCommandEnv names the variables a command gets from the worker's
+// environment when they are set, besides those its configuration allows:
+// enough to find programs and to run in the right locale and time zone.
+var DefaultCommandEnv = []string{"PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR"}
+
+// CommandEnv returns the KEY=VALUE pairs of a command's environment: each
+// variable of [DefaultCommandEnv] and of allow that getenv finds set (not
+// empty), in that order, each once.
+func CommandEnv(allow []string, getenv func(string) string) []string {
+	var env []string
+	seen := map[string]bool{}
+	for _, k := range append(slices.Clone(DefaultCommandEnv), allow...) {
+		if v := getenv(k); v != "" && !seen[k] {
+			seen[k] = true
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// CheckEnvName reports whether name can name an environment variable:
+// not empty, and without '=' or NUL.
+func CheckEnvName(name string) error {
+	if name == "" || strings.ContainsAny(name, "=\x00") {
+		return fmt.Errorf("handlers: %q cannot name an environment variable", name)
+	}
+	return nil
 }
 
 // stderrTail is how much of stderr a failure's error quotes.
 const stderrTail = 1024
 
-// ProcessTask runs the command with SLOTGUARD_TASK_ID, SLOTGUARD_TASK_TYPE
-// and SLOTGUARD_QUEUE in its environment. Exit 0 is success; any other exit
+// ProcessTask runs the command with [Command.Env] and SLOTGUARD_TASK_ID,
+// SLOTGUARD_TASK_TYPE and SLOTGUARD_QUEUE as its environment. Exit 0 is success; any other exit
 // is an error that asynq retries, quoting the tail of stderr. On timeout or
 // cancellation the whole process group is killed.
 func (c *Command) ProcessTask(ctx context.Context, t *asynq.Task) error {
@@ -41,7 +73,7 @@ func (c *Command) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	cmd.Stdin = bytes.NewReader(t.Payload())
 	var stderr tailBuffer
 	cmd.Stderr = &stderr
-	cmd.Env = append(append(os.Environ(), c.Env...),
+	cmd.Env = append(slices.Clone(c.Env),
 		"SLOTGUARD_TASK_ID="+id, "SLOTGUARD_TASK_TYPE="+t.Type(), "SLOTGUARD_QUEUE="+queue)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }

@@ -3,12 +3,14 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -31,7 +33,8 @@ func TestTemplate(t *testing.T) {
 	if err != nil || got != "https://api.example.test/charges/a%2Fb%20c%3F/42?x=true" {
 		t.Fatalf("Expand = %q, %v", got, err)
 	}
-	for _, payload := range []string{`{"n":1,"flag":true}`, `{"customer_id":{"x":1},"n":1,"flag":true}`, `[1]`, `not json`} {
+	for _, payload := range []string{`{"n":1,"flag":true}`, `{"customer_id":{"x":1},"n":1,"flag":true}`, `[1]`, `not json`,
+		`{"customer_id":"..","n":1,"flag":true}`, `{"customer_id":".","n":1,"flag":true}`, `{"customer_id":"","n":1,"flag":true}`} {
 		if _, err := tpl.Expand([]byte(payload)); !errors.Is(err, ErrPayload) {
 			t.Errorf("Expand(%s): %v, want ErrPayload", payload, err)
 		}
@@ -98,6 +101,65 @@ func TestHTTPOutcomes(t *testing.T) {
 	srv.Close()
 	if err := h.ProcessTask(ctx, task); err == nil || errors.Is(err, asynq.SkipRetry) {
 		t.Errorf("network error: %v, want a retryable error", err)
+	}
+}
+
+// TestHTTPFollowsNoRedirect points the handler at a server that redirects
+// to another one: the other server gets no request (so neither the API key
+// nor the body), and the task fails without retry, naming the redirect but
+// not its query.
+func TestHTTPFollowsNoRedirect(t *testing.T) {
+	var reached atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached.Add(1) }))
+	defer other.Close()
+	for _, code := range []int{301, 302, 303, 307, 308} {
+		for _, target := range []string{other.URL + "/steal?token=abc", "/same-origin?token=abc"} {
+			api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/same-origin" {
+					reached.Add(1)
+					return
+				}
+				http.Redirect(w, r, target, code)
+			}))
+			tpl, _ := ParseTemplate(api.URL + "/call/{n}")
+			h := &HTTP{Method: "POST", URL: tpl, Headers: http.Header{"X-Api-Key": {"k3y"}}, Timeout: 5 * time.Second}
+			err := h.ProcessTask(t.Context(), asynq.NewTask("api:call", []byte(`{"n":1}`)))
+			api.Close()
+			if !errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), fmt.Sprintf("HTTP %d redirect", code)) || strings.Contains(err.Error(), "abc") {
+				t.Errorf("redirect %d to %s: %v; want a failure without retry naming the redirect, without its query", code, target, err)
+			}
+		}
+	}
+	if n := reached.Load(); n != 0 {
+		t.Fatalf("a redirect was followed %d times", n)
+	}
+}
+
+func TestCheckHeader(t *testing.T) {
+	for _, tc := range []struct {
+		name, value string
+		ok          bool
+	}{
+		{"Authorization", "Bearer abc", true},
+		{"X-Api-Key", "a\tb é", true},
+		{"X-Odd!#$%&'*+-.^_`|~1", "", true},
+		{"X Key", "s3cr3t", false},
+		{"X-Key:", "s3cr3t", false},
+		{"", "s3cr3t", false},
+		{"X-Key\r\nX-Evil", "s3cr3t", false},
+		{"X-Key", "s3cr3t\r\nX-Evil: 1", false},
+		{"X-Key", "s3cr3t\n", false},
+		{"X-Key", "s3cr3t\x00", false},
+		{"X-Key", "s3cr3t\x7f", false},
+		{"Ключ", "s3cr3t", false},
+	} {
+		err := CheckHeader(tc.name, tc.value)
+		if (err == nil) != tc.ok || err != nil && !errors.Is(err, ErrHeader) {
+			t.Errorf("CheckHeader(%q, %q) = %v, want ok %v", tc.name, tc.value, err, tc.ok)
+		}
+		if err != nil && strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("CheckHeader's error quotes the value: %v", err)
+		}
 	}
 }
 

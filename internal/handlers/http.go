@@ -21,9 +21,15 @@ type HTTP struct {
 	URL     *Template
 	Headers http.Header // values already expanded; never logged
 	Timeout time.Duration
-	Client  *http.Client
-	Log     *slog.Logger
+	// Client makes the call. Default: one that follows no redirect, so that
+	// neither the headers (an API key) nor the body go to another address.
+	// A Client given here follows its own CheckRedirect.
+	Client *http.Client
+	Log    *slog.Logger
 }
+
+// noRedirects is the default client: a redirect response is the outcome.
+var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 // ExpandEnv replaces ${VAR} in s from getenv. It reports the variables that
 // are unset, so that a missing secret is a configuration error, not an empty
@@ -41,8 +47,9 @@ func ExpandEnv(s string, getenv func(string) string) (string, []string) {
 }
 
 // ProcessTask makes the call. A 2xx response is success; 429 and 503 are a
-// [*BusyError] carrying Retry-After; any other 4xx fails without retry
-// ([asynq.SkipRetry]); a 5xx or a network error is an error asynq retries.
+// [*BusyError] carrying Retry-After; a redirect (3xx), which is not
+// followed, and any other 4xx fail without retry ([asynq.SkipRetry]); a 5xx
+// or a network error is an error asynq retries.
 func (h *HTTP) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	u, err := h.URL.Expand(t.Payload())
 	if err != nil {
@@ -66,7 +73,7 @@ func (h *HTTP) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	client := h.Client
 	if client == nil {
-		client = http.DefaultClient
+		client = noRedirects
 	}
 	start := time.Now()
 	resp, err := client.Do(req)
@@ -84,6 +91,9 @@ func (h *HTTP) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return nil
 	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
 		return &BusyError{Status: code, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	case code >= 300 && code < 400:
+		return fmt.Errorf("handlers: %s %s: HTTP %d redirect to %s not followed (set http.url to the final address): %w",
+			h.Method, redactURL(u), code, redactURL(resp.Header.Get("Location")), asynq.SkipRetry)
 	case code >= 400 && code < 500:
 		return fmt.Errorf("handlers: %s %s: HTTP %d: %s: %w", h.Method, redactURL(u), code, strings.TrimSpace(string(body)), asynq.SkipRetry)
 	default:

@@ -14,16 +14,27 @@ import (
 var ErrPayload = errors.New("handlers: payload does not fit")
 
 // Template is a URL with {field} placeholders filled from a task's JSON
-// payload, each value URL-path-escaped.
+// payload. A placeholder may stand only in the path, where its value is
+// path-escaped, or in a query parameter's value, where it is query-escaped:
+// a payload can never change the scheme, the host, the port, a query key or
+// the fragment, add a query parameter, or make a "." or ".." path segment.
 type Template struct {
 	raw    string
 	parts  []string // literal, field, literal, field, ..., literal
 	fields []string
+	query  []bool // query[i]: fields[i] is in the query, not the path
 }
 
+// ErrPlaceholderPlace is wrapped by [ParseTemplate]'s error for a
+// placeholder outside the path and the query values.
+var ErrPlaceholderPlace = errors.New("placeholders may fill only path segments and query values")
+
 // ParseTemplate checks s: every "{" must close with "}" around a non-empty
-// field name made of letters, digits, '_' and '-'. With the placeholders
-// filled by "x", s must be an absolute http or https URL.
+// field name made of letters, digits, '_' and '-'; each placeholder must
+// stand in the path or in a query parameter's value (after "name="), never
+// in the scheme, user information, host, port, a query key or the fragment.
+// With the placeholders filled by "x", s must be an absolute http or https
+// URL.
 func ParseTemplate(s string) (*Template, error) {
 	t := &Template{raw: s}
 	rest := s
@@ -48,6 +59,16 @@ func ParseTemplate(s string) (*Template, error) {
 		t.fields = append(t.fields, name)
 		rest = rest[i+j+1:]
 	}
+	before := ""
+	for i, f := range t.fields {
+		before += t.parts[2*i]
+		inQuery, err := placeOf(before)
+		if err != nil && strings.Contains(s, "://") { // else: not absolute, said below
+			return nil, fmt.Errorf("placeholder {%s} in %q: %w", f, s, err)
+		}
+		t.query = append(t.query, inQuery)
+		before += "x"
+	}
 	u, err := url.Parse(t.fill(func(string) string { return "x" }))
 	if err != nil {
 		return nil, fmt.Errorf("bad URL %q: %w", s, err)
@@ -56,6 +77,28 @@ func ParseTemplate(s string) (*Template, error) {
 		return nil, fmt.Errorf("URL %q must be absolute http:// or https://", s)
 	}
 	return t, nil
+}
+
+// placeOf tells where a placeholder that follows the URL text before stands:
+// in the query (true) or the path (false), or an [ErrPlaceholderPlace]
+// error for anywhere else.
+func placeOf(before string) (inQuery bool, err error) {
+	_, afterScheme, _ := strings.Cut(before, "://")
+	end := strings.IndexAny(afterScheme, "/?#")
+	switch {
+	case end < 0:
+		return false, fmt.Errorf("%w, not the host or port", ErrPlaceholderPlace)
+	case strings.Contains(afterScheme[end:], "#"):
+		return false, fmt.Errorf("%w, not the fragment", ErrPlaceholderPlace)
+	case !strings.Contains(afterScheme[end:], "?"):
+		return false, nil
+	}
+	q := afterScheme[strings.IndexByte(afterScheme, '?')+1:]
+	param := q[strings.LastIndexByte(q, '&')+1:]
+	if !strings.Contains(param, "=") {
+		return false, fmt.Errorf("%w, not a query parameter's name", ErrPlaceholderPlace)
+	}
+	return true, nil
 }
 
 func validField(s string) bool {
@@ -87,7 +130,8 @@ func (t *Template) fill(value func(string) string) string {
 
 // Expand fills the placeholders from payload, a JSON object whose fields
 // are strings, numbers or booleans. It returns an [ErrPayload] error naming
-// the first field that is missing or not a scalar.
+// the first field that is missing or not a scalar, or whose value would
+// make a path segment empty, "." or "..".
 func (t *Template) Expand(payload []byte) (string, error) {
 	if len(t.fields) == 0 {
 		return t.raw, nil
@@ -96,8 +140,14 @@ func (t *Template) Expand(payload []byte) (string, error) {
 	if err := json.Unmarshal(payload, &obj); err != nil {
 		return "", fmt.Errorf("%w: URL %q needs a JSON object payload: %v", ErrPayload, t.raw, err)
 	}
-	values := map[string]string{}
-	for _, f := range t.fields {
+	var b strings.Builder
+	type span struct {
+		field      string
+		start, end int
+	}
+	var inPath []span
+	for i, f := range t.fields {
+		b.WriteString(t.parts[2*i])
 		raw, ok := obj[f]
 		if !ok {
 			return "", fmt.Errorf("%w: URL placeholder {%s} is missing from the payload", ErrPayload, f)
@@ -106,9 +156,28 @@ func (t *Template) Expand(payload []byte) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("%w: URL placeholder {%s}: %v", ErrPayload, f, err)
 		}
-		values[f] = url.PathEscape(v)
+		if t.query[i] {
+			b.WriteString(url.QueryEscape(v))
+			continue
+		}
+		start := b.Len()
+		b.WriteString(url.PathEscape(v))
+		inPath = append(inPath, span{f, start, b.Len()})
 	}
-	return t.fill(func(f string) string { return values[f] }), nil
+	b.WriteString(t.parts[len(t.parts)-1])
+	out := b.String()
+	for _, sp := range inPath {
+		start := strings.LastIndexByte(out[:sp.start], '/') + 1
+		end := len(out)
+		if i := strings.IndexAny(out[sp.end:], "/?#"); i >= 0 {
+			end = sp.end + i
+		}
+		switch seg := out[start:end]; seg {
+		case "", ".", "..":
+			return "", fmt.Errorf("%w: URL placeholder {%s} makes the path segment %q", ErrPayload, sp.field, seg)
+		}
+	}
+	return out, nil
 }
 
 func scalar(raw json.RawMessage) (string, error) {

@@ -10,9 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
-	"regexp"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -77,7 +75,7 @@ func (c Config) Validate() error {
 	switch {
 	case c.URL != "":
 		if _, err := redis.ParseURL(c.URL); err != nil {
-			return fmt.Errorf("%w: redis.url %s: %s", ErrConfig, Redact(c.URL), Redact(err.Error()))
+			return fmt.Errorf("%w: redis.url %s: %s", ErrConfig, RedactURL(c.URL), urlProblem(c.URL, err))
 		}
 	case c.Sentinel != nil:
 		if c.Sentinel.Master == "" {
@@ -180,30 +178,11 @@ func (c Config) tlsConfig() (*tls.Config, error) {
 func (c Config) Describe() string {
 	switch {
 	case c.URL != "":
-		return Redact(c.URL)
+		return RedactURL(c.URL)
 	case c.Sentinel != nil:
 		return fmt.Sprintf("sentinel master %q via %s", c.Sentinel.Master, strings.Join(c.Sentinel.Addrs, ","))
 	case c.Cluster != nil:
 		return "cluster " + strings.Join(c.Cluster.Addrs, ",")
 	}
 	return "embedded"
-}
-
-var userinfo = regexp.MustCompile(`(rediss?://)([^/@\s"]*)@`)
-
-// Redact hides the user information of every Redis URL in s.
-func Redact(s string) string {
-	if u, err := url.Parse(s); err == nil && u.User != nil && u.Scheme != "" {
-		if _, has := u.User.Password(); has {
-			return u.Redacted()
-		}
-	}
-	return userinfo.ReplaceAllStringFunc(s, func(m string) string {
-		sub := userinfo.FindStringSubmatch(m)
-		user, _, hasPass := strings.Cut(sub[2], ":")
-		if !hasPass {
-			return m
-		}
-		return sub[1] + user + ":xxxxx@"
-	})
 }

@@ -2,6 +2,7 @@ package redisconn
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -100,5 +101,61 @@ func TestEmbeddedFallsBackToAFreePortAndAgesKeys(t *testing.T) {
 			t.Fatal("a key with a 300ms TTL still exists after 3s: TTLs do not advance")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestHostileURLsNeverShowTheirSecret gives URLs whose password was not
+// URL-escaped (base64 passwords often hold '/'), or sits in the query: the
+// validation error, the description for logs, NewClient's error and Redact
+// of a parser message quoting the URL show none of it, while the error
+// still says what is wrong.
+func TestHostileURLsNeverShowTheirSecret(t *testing.T) {
+	const secret = "S3CRET"
+	for _, tc := range []struct {
+		url, want string // want: in the validation error; "" when the URL is valid
+	}{
+		{"redis://:ab/cd" + secret + "@h:6379/0", "invalid port after host (URL-escape a password"},
+		{"redis://:ab cd" + secret + "@h:6379", "invalid userinfo"},
+		{`redis://:ab"cd` + secret + "@h:6379", "invalid userinfo"},
+		{"redis://:ab?cd" + secret + "@h:6379", "invalid port"},
+		{"redis://:ab#cd" + secret + "@h:6379", "invalid port"},
+		{"redis://:ab%zz" + secret + "@h:6379", "invalid URL escape"},
+		{"redis://user:ab/+=" + secret + "==@h:6379", "invalid port"},
+		{"rediss://:a/b" + secret + "@h:6380/0?dial_timeout=3s", "invalid port"},
+		{"redis://h:6379/0?password=" + secret, "unexpected option: password"},
+		{"redis://h:6379/0?dial_timeout=1s&sentinel_password=" + secret, "unexpected option"},
+		{"redis://:" + secret + "@h:6379/0?dial_timeout=soon", "invalid dial_timeout"},
+		{"redis://" + secret + "@h:6379/x", "invalid database number"},
+		{"redis://u:a@b" + secret + "@h:6379/0", ""},
+		{"redis://:" + secret + "@h:6379/0", ""},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			c := Config{URL: tc.url}
+			err := c.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Validate: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("Validate: %v, want an error containing %q", err, tc.want)
+			}
+			_, nerr := c.NewClient()
+			shown := map[string]string{
+				"Describe":          c.Describe(),
+				"RedactURL":         RedactURL(tc.url),
+				"Redact of a quote": Redact(`parse "` + tc.url + `": net/url: invalid userinfo`),
+				"Redact of %q":      Redact(fmt.Sprintf("dial %q failed", tc.url)),
+			}
+			if err != nil {
+				shown["Validate"], shown["NewClient"] = err.Error(), nerr.Error()
+			}
+			for what, s := range shown {
+				if strings.Contains(s, secret) || strings.Contains(s, "cd") && strings.Contains(tc.url, "cd") {
+					t.Errorf("%s shows the password: %s", what, s)
+				}
+			}
+			if d := c.Describe(); !strings.Contains(d, "h:63") {
+				t.Errorf("Describe = %q: the host is hidden too", d)
+			}
+		})
 	}
 }

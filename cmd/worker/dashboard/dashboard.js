@@ -5,11 +5,14 @@
 "use strict";
 
 const POLL_MS = 1000;
+const PAGE = 50; // limiters per page; "Show more" adds as many, up to MAX_PAGE
+const MAX_PAGE = 500;
 const SVG = "http://www.w3.org/2000/svg";
 const cards = new Map(); // limiter name -> card
 let token = sessionStorage.getItem("slotguard-token") || "";
 let edit = { allowed: false };
 let timer = null;
+let pageLimit = PAGE;
 
 // el makes an element; children may be strings, which become text nodes.
 function el(tag, cls, ...children) {
@@ -38,18 +41,39 @@ function setText(node, text) {
   if (node.textContent !== text) node.textContent = text;
 }
 
+// stateURL asks for the page of limiters the filter and "Show more" select:
+// the server ranks them, busiest first.
+function stateURL() {
+  const q = new URLSearchParams({ limit: String(pageLimit) });
+  const filter = document.getElementById("filter").value.trim();
+  if (filter) q.set("filter", filter);
+  return "api/state?" + q.toString();
+}
+
+let pollSeq = 0; // only the latest poll's answer is shown
+
 async function poll() {
   clearTimeout(timer);
+  const seq = ++pollSeq;
   try {
-    const resp = await fetch("api/state", { headers: authHeaders(), cache: "no-store" });
-    if (!resp.ok) throw new Error("HTTP " + resp.status);
-    render(await resp.json());
+    const resp = await fetch(stateURL(), { headers: authHeaders(), cache: "no-store" });
+    if (seq !== pollSeq) return;
+    if (resp.status === 401 || resp.status === 403) {
+      // The server shows nothing to a request that may not change limits.
+      const body = await resp.json().catch(() => ({}));
+      renderLocked(body.edit || { allowed: false, reason: body.error || "HTTP " + resp.status });
+    } else if (!resp.ok) {
+      throw new Error("HTTP " + resp.status);
+    } else {
+      render(await resp.json());
+    }
   } catch (err) {
     showError("The worker did not answer (" + err.message + "); retrying.");
     const status = document.getElementById("status");
     setText(status, "Disconnected");
     status.classList.add("down");
   }
+  clearTimeout(timer);
   timer = setTimeout(poll, document.hidden ? 5 * POLL_MS : POLL_MS);
 }
 
@@ -68,8 +92,40 @@ function render(st) {
   renderAccess(st.edit);
   renderQueues(st.queues, st.queues_error);
   renderLimiters(st.limiters);
+  renderCount(st);
   setText(document.getElementById("unguarded"), st.unguarded_requeues > 0
     ? "Handlers of tasks holding no slot asked for " + st.unguarded_requeues + " requeues since this worker started." : "");
+}
+
+// renderLocked shows why the page shows nothing, and the token form if a
+// token would help.
+function renderLocked(e) {
+  showError("");
+  const status = document.getElementById("status");
+  setText(status, "Locked");
+  status.classList.add("down");
+  renderAccess(e);
+  renderQueues([], "");
+  renderLimiters([]);
+  setText(document.getElementById("limiter-count"), "");
+  document.getElementById("no-limiters").hidden = true;
+  document.getElementById("more").hidden = true;
+}
+
+// renderCount says which part of the limiters the page shows.
+function renderCount(st) {
+  const shown = st.limiters.length;
+  const filtered = st.filter !== "";
+  let text = "";
+  if (st.limiters_total > 0) {
+    text = "Showing " + shown + " of " + (filtered ? st.limiters_matched + " matching (" + st.limiters_total + " in all)" : st.limiters_total) +
+      (shown < st.limiters_matched ? ", busiest first." : ".");
+  }
+  setText(document.getElementById("limiter-count"), text);
+  const none = document.getElementById("no-limiters");
+  none.hidden = shown > 0;
+  setText(none, st.limiters_total > 0 ? "No limiter's name holds “" + st.filter + "”." : "No limiter of this worker's rules has been used yet.");
+  document.getElementById("more").hidden = shown >= st.limiters_matched || pageLimit >= MAX_PAGE;
 }
 
 function renderAccess(e) {
@@ -108,7 +164,6 @@ function renderQueues(queues, err) {
 
 function renderLimiters(limiters) {
   const box = document.getElementById("limiters");
-  document.getElementById("no-limiters").hidden = limiters.length > 0;
   const seen = new Set();
   let prev = null;
   for (const l of limiters) {
@@ -317,6 +372,16 @@ document.getElementById("token-form").addEventListener("submit", (ev) => {
   token = document.getElementById("token").value.trim();
   if (token) sessionStorage.setItem("slotguard-token", token);
   else sessionStorage.removeItem("slotguard-token");
+  poll();
+});
+let filterTimer = null;
+document.getElementById("filter").addEventListener("input", () => {
+  pageLimit = PAGE;
+  clearTimeout(filterTimer);
+  filterTimer = setTimeout(poll, 250);
+});
+document.getElementById("more").addEventListener("click", () => {
+  pageLimit = Math.min(MAX_PAGE, pageLimit + PAGE);
   poll();
 });
 document.addEventListener("visibilitychange", () => {
