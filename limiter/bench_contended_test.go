@@ -89,26 +89,32 @@ func BenchmarkContended(b *testing.B) {
 			if werr != nil {
 				b.Fatal(werr)
 			}
-			reportContended(b, shape, analyzeLoad(events, shape.limit, start.UnixNano(), end.UnixNano()), end.Sub(start), d, hc.most())
+			from, to := d.window(start, end)
+			reportContended(b, shape, analyzeLoad(events, shape.limit, from.UnixNano(), to.UnixNano()), to.Sub(from), d, hc.most())
 		})
 	}
 }
 
-// measureCmds returns the commands Redis ran between start and end.
+// measureCmds returns the commands Redis ran between start and end, as
+// two snapshots taken then. A snapshot can be late (the process may not be
+// scheduled at once); from and to say when they were taken.
 func measureCmds(b *testing.B, r *benchRedis, start, end time.Time, extra []string) cmdDelta {
 	b.Helper()
 	ctx := context.WithoutCancel(b.Context())
-	time.Sleep(time.Until(start))
-	before, err := readCmdStats(ctx, r.rdb)
-	if err != nil {
-		b.Fatal(err)
+	snapshot := func(at time.Time) (cmdStats, time.Time) {
+		time.Sleep(time.Until(at))
+		sent := time.Now()
+		st, err := readCmdStats(ctx, r.rdb)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return st, sent.Add(time.Since(sent) / 2)
 	}
-	time.Sleep(time.Until(end))
-	after, err := readCmdStats(ctx, r.rdb)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return before.delta(after, extra...)
+	before, from := snapshot(start)
+	after, to := snapshot(end)
+	d := before.delta(after, extra...)
+	d.from, d.to = from, to
+	return d
 }
 
 // reportContended reports the contended metrics of issue 3 and the
@@ -129,10 +135,11 @@ func reportContended(b *testing.B, shape benchShape, load benchLoad, window time
 	b.ReportMetric(float64(least)/window.Seconds(), "grants-min/s")
 	b.ReportMetric(float64(most)/window.Seconds(), "grants-max/s")
 	b.ReportMetric(float64(maxHolders), "max-holders")
-	b.Logf("window %v: %d grants, mean hold %v (utilization by the nominal %v: %.3f), %d handoffs (mean %v); %d client commands, %d in all: %v",
+	b.Logf("window %v: %d grants, mean hold %v (utilization by the nominal %v: %.3f), %d handoffs (mean %v); redis-server CPU %.2f of a core, %.0f µs per grant; %d client commands, %d in all: %v",
 		window.Round(time.Microsecond), load.grants, hold.Round(time.Microsecond), shape.hold,
 		float64(load.grants)/window.Seconds()/(float64(shape.limit)/shape.hold.Seconds()),
-		len(load.handoffs), meanDuration(load.handoffs).Round(time.Microsecond), d.topLevel, d.total, d.calls)
+		len(load.handoffs), meanDuration(load.handoffs).Round(time.Microsecond),
+		d.cpu.Seconds()/window.Seconds(), float64(d.cpu.Microseconds())/grants, d.topLevel, d.total, d.calls)
 	b.Logf("grants per worker: fewest %d, most %d", least, most)
 	if maxHolders > int64(shape.limit) {
 		b.Errorf("max-holders %d is above the limit %d", maxHolders, shape.limit)

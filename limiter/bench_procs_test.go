@@ -49,15 +49,15 @@ func BenchmarkContendedProcs(b *testing.B) {
 	for _, v := range []string{"slotguard", "seed", "xrate"} {
 		b.Run(v, func(b *testing.B) {
 			run := runBenchProcs(b, r, v, contendedShape)
-			reportContended(b, contendedShape, analyzeLoad(run.events, contendedShape.limit, run.start.UnixNano(), run.end.UnixNano()),
-				run.end.Sub(run.start), run.cmds, run.maxHolders)
+			reportContended(b, contendedShape, analyzeLoad(run.events, contendedShape.limit, run.from.UnixNano(), run.to.UnixNano()),
+				run.to.Sub(run.from), run.cmds, run.maxHolders)
 		})
 	}
 }
 
 // procsRun is the outcome of a load run by benchProcs processes.
 type procsRun struct {
-	start, end time.Time    // the measured window
+	from, to   time.Time    // the measured window (see cmdDelta.window)
 	events     []benchEvent // every process's, merged
 	cmds       cmdDelta     // what Redis ran in the window
 	maxHolders int64        // the most holders at once, across processes
@@ -126,7 +126,8 @@ func runBenchProcs(b *testing.B, r *benchRedis, v string, shape benchShape) proc
 	if err := errors.Join(errs...); err != nil {
 		b.Fatal(err)
 	}
-	run := procsRun{start: start, end: end, cmds: d, maxHolders: hc.most()}
+	run := procsRun{cmds: d, maxHolders: hc.most()}
+	run.from, run.to = d.window(start, end)
 	for _, out := range outs {
 		ev, err := readBenchEvents(out)
 		if err != nil {
