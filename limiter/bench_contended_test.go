@@ -173,7 +173,11 @@ func runBenchWorkers(ctx context.Context, l benchLock, shape benchShape, base, w
 }
 
 func benchWorker(ctx context.Context, l benchLock, shape benchShape, id uint16, start, end time.Time, hc holderCount) ([]benchEvent, error) {
-	events := make([]benchEvent, 0, 3*int(end.Sub(start)/shape.hold)*shape.limit/shape.workers+16)
+	size := 1024 // a short hold: no estimate; append grows it
+	if shape.hold > 0 {
+		size = 3*int(end.Sub(start)/shape.hold)*shape.limit/shape.workers + 16
+	}
+	events := make([]benchEvent, 0, size)
 	stamp := func(k benchKind) { events = append(events, benchEvent{T: time.Now().UnixNano(), K: k, W: id}) }
 	time.Sleep(time.Until(start))
 	for time.Now().Before(end) {
@@ -187,7 +191,9 @@ func benchWorker(ctx context.Context, l benchLock, shape benchShape, id uint16, 
 		}
 		stamp(evAcquired)
 		hc.enter()
-		time.Sleep(shape.hold)
+		if shape.hold > 0 {
+			time.Sleep(shape.hold)
+		}
 		hc.leave()
 		stamp(evRelease)
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -42,6 +42,7 @@ func init() { childModes["bench-contended"] = benchContendedChild }
 // benchShapes are the loads a child process can run, by name.
 var benchShapes = map[string]benchShape{
 	contendedShape.name: contendedShape,
+	ceilingShape.name:   ceilingShape,
 }
 
 func BenchmarkContendedProcs(b *testing.B) {
