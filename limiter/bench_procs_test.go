@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,19 +24,23 @@ import (
 const benchProcs = 4
 
 // The child mode "bench-contended" runs its share of a load's workers in
-// its own process. Its parameters come in these variables.
+// its own process. Its parameters come in these variables; once it is
+// ready it writes a line to its stdout, and reads the window's start and
+// end (Unix ns) from its stdin.
 const (
 	benchEnvAddr    = "SLOTGUARD_BENCH_ADDR"
 	benchEnvPrefix  = "SLOTGUARD_BENCH_PREFIX"
 	benchEnvVariant = "SLOTGUARD_BENCH_VARIANT"
 	benchEnvShape   = "SLOTGUARD_BENCH_SHAPE" // a key of benchShapes
 	benchEnvWorkers = "SLOTGUARD_BENCH_WORKERS"
-	benchEnvBase    = "SLOTGUARD_BENCH_BASE"  // the first worker's number
-	benchEnvStart   = "SLOTGUARD_BENCH_START" // Unix ns
-	benchEnvEnd     = "SLOTGUARD_BENCH_END"   // Unix ns
+	benchEnvBase    = "SLOTGUARD_BENCH_BASE" // the first worker's number
 	benchEnvShared  = "SLOTGUARD_BENCH_SHARED"
 	benchEnvOut     = "SLOTGUARD_BENCH_OUT"
 )
+
+// benchStartMargin is how long after the last child is ready the window
+// starts: time for each to read its start.
+const benchStartMargin = 200 * time.Millisecond
 
 func init() { childModes["bench-contended"] = benchContendedChild }
 
@@ -66,8 +71,8 @@ type procsRun struct {
 
 // runBenchProcs runs shape's workers for variant v, spread over benchProcs
 // child processes (the test binary re-executed) that start together at a
-// common wall-clock time, for one second per b.N (200 ms in a smoke pass).
-// The benchmark's timer runs only meanwhile.
+// common wall-clock time once all of them are ready, for one second per b.N
+// (200 ms in a smoke pass).
 func runBenchProcs(b *testing.B, r *benchRedis, v string, shape benchShape) procsRun {
 	b.Helper()
 	dir := b.TempDir()
@@ -80,13 +85,18 @@ func runBenchProcs(b *testing.B, r *benchRedis, v string, shape benchShape) proc
 		b.Fatal(err)
 	}
 	defer unmap()
-	// The children need a few hundred milliseconds to start, connect and
-	// warm up before the common start.
-	start := time.Now().Add(time.Second)
-	end := start.Add(benchWindow(b))
 	prefix := r.prefix(b)
-	var cmds []*exec.Cmd
-	var outs []string
+	var (
+		cmds   []*exec.Cmd
+		outs   []string
+		starts []io.WriteCloser
+		ready  []*bufio.Reader
+	)
+	defer func() {
+		for _, w := range starts {
+			_ = w.Close() // a child still waiting for its start exits
+		}
+	}()
 	base := 0
 	for i := range benchProcs {
 		out := filepath.Join(dir, "events-"+strconv.Itoa(i))
@@ -103,17 +113,39 @@ func runBenchProcs(b *testing.B, r *benchRedis, v string, shape benchShape) proc
 			benchEnvShape+"="+shape.name,
 			benchEnvWorkers+"="+strconv.Itoa(workers),
 			benchEnvBase+"="+strconv.Itoa(base),
-			benchEnvStart+"="+strconv.FormatInt(start.UnixNano(), 10),
-			benchEnvEnd+"="+strconv.FormatInt(end.UnixNano(), 10),
 			benchEnvShared+"="+shared,
 			benchEnvOut+"="+out,
 		)
 		cmd.Stderr = &bytes.Buffer{}
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
 		cmds, outs = append(cmds, cmd), append(outs, out)
+		starts, ready = append(starts, stdin), append(ready, bufio.NewReader(stdout))
 		base += workers
+	}
+	// Each child connects and warms up, then says so; the window starts
+	// when all are ready.
+	for i, rd := range ready {
+		if _, err := rd.ReadString('\n'); err != nil {
+			_ = cmds[i].Wait()
+			b.Fatalf("child not ready: %v: %s", err, cmds[i].Stderr)
+		}
+	}
+	start := time.Now().Add(benchStartMargin)
+	end := start.Add(benchWindow(b))
+	for _, w := range starts {
+		if _, err := fmt.Fprintf(w, "%d %d\n", start.UnixNano(), end.UnixNano()); err != nil {
+			b.Fatal(err)
+		}
 	}
 	b.ResetTimer()
 	d := measureCmds(b, r, start, end, benchVariants[v].extra)
@@ -161,9 +193,14 @@ func benchContendedChild() error {
 		return err
 	}
 	defer unmap()
-	start, end := time.Unix(0, env(benchEnvStart)), time.Unix(0, env(benchEnvEnd))
+	fmt.Println("ready")
+	var startNs, endNs int64
+	if _, err := fmt.Scan(&startNs, &endNs); err != nil {
+		return fmt.Errorf("reading the window: %w", err)
+	}
+	start, end := time.Unix(0, startNs), time.Unix(0, endNs)
 	if time.Now().After(start) {
-		return fmt.Errorf("child ready %v after the common start", time.Since(start))
+		return fmt.Errorf("child read its start %v after it", time.Since(start))
 	}
 	events, err := runBenchWorkers(ctx, l, shape, int(env(benchEnvBase)), int(env(benchEnvWorkers)), start, end, hc)
 	if err != nil {
