@@ -158,6 +158,26 @@ func (l floorLock) acquire(ctx context.Context) (func(context.Context) error, er
 	return func(ctx context.Context) error { return benchFloorScript.Run(ctx, l.rdb, nil).Err() }, nil
 }
 
+// benchDialPool dials every connection of rdb's pool, by holding that many
+// at once, and puts them back idle.
+func benchDialPool(ctx context.Context, rdb *redis.Client) error {
+	conns := make([]*redis.Conn, rdb.Options().PoolSize)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+	}()
+	for i := range conns {
+		conns[i] = rdb.Conn()
+		if err := conns[i].Ping(ctx).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // benchSleep waits for d, or returns ctx's error when ctx is done first.
 func benchSleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
@@ -172,7 +192,9 @@ func benchSleep(ctx context.Context, d time.Duration) error {
 
 // openBenchLock opens the named variant on a fresh client for addr, and
 // warms it up with one acquire and release so that loading its scripts is
-// not measured. The client is closed by the returned function.
+// not measured, and with every connection of the pool dialled, so that no
+// worker dials one in the measured window. The client is closed by the
+// returned function.
 func openBenchLock(ctx context.Context, addr, variant, prefix, name string, limit int) (benchLock, func(), error) {
 	v, ok := benchVariants[variant]
 	if !ok {
@@ -185,6 +207,9 @@ func openBenchLock(ctx context.Context, addr, variant, prefix, name string, limi
 		if release, err = l.acquire(ctx); err == nil {
 			err = release(ctx)
 		}
+	}
+	if err == nil {
+		err = benchDialPool(ctx, rdb)
 	}
 	if err != nil {
 		_ = rdb.Close()

@@ -103,6 +103,18 @@ func percentileMs(ds []time.Duration, p float64) float64 {
 	return float64(s[i]) / float64(time.Millisecond)
 }
 
+// meanDuration returns the mean of ds, or 0 when ds is empty.
+func meanDuration(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	return sum / time.Duration(len(ds))
+}
+
 // holderCount counts the holders that are inside their critical section,
 // outside the semaphore under test, and remembers the most at once. Its two
 // words may live in memory shared by several processes (see mapHolderCount).

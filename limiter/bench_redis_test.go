@@ -89,26 +89,38 @@ func benchQuick() bool {
 	return false
 }
 
-// cmdStats is INFO commandstats: calls and microseconds per command name
-// ("client|setinfo" is counted under "client").
-type cmdStats map[string]cmdStat
+// cmdStats is INFO commandstats (calls and microseconds per command name;
+// "client|setinfo" is counted under "client") and INFO cpu (the CPU time
+// the server process used, user and system).
+type cmdStats struct {
+	cmds map[string]cmdStat
+	cpu  time.Duration
+}
 
 type cmdStat struct{ calls, usec int64 }
 
 func readCmdStats(ctx context.Context, rdb redis.UniversalClient) (cmdStats, error) {
-	s, err := rdb.Info(ctx, "commandstats").Result()
+	s, err := rdb.Info(ctx, "commandstats", "cpu").Result()
 	if err != nil {
-		return nil, err
+		return cmdStats{}, err
 	}
-	out := cmdStats{}
+	out := cmdStats{cmds: map[string]cmdStat{}}
 	for line := range strings.Lines(s) {
 		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok {
+			continue
+		}
+		if name == "used_cpu_sys" || name == "used_cpu_user" {
+			sec, _ := strconv.ParseFloat(rest, 64)
+			out.cpu += time.Duration(sec * float64(time.Second))
+			continue
+		}
 		name, found := strings.CutPrefix(name, "cmdstat_")
-		if !ok || !found {
+		if !found {
 			continue
 		}
 		name, _, _ = strings.Cut(name, "|")
-		st := out[name]
+		st := out.cmds[name]
 		for field := range strings.SplitSeq(rest, ",") {
 			if v, ok := strings.CutPrefix(field, "calls="); ok {
 				n, _ := strconv.ParseInt(v, 10, 64)
@@ -119,7 +131,7 @@ func readCmdStats(ctx context.Context, rdb redis.UniversalClient) (cmdStats, err
 				st.usec += n
 			}
 		}
-		out[name] = st
+		out.cmds[name] = st
 	}
 	return out, nil
 }
@@ -139,17 +151,19 @@ type cmdDelta struct {
 	total    int64            // every command Redis ran, including those inside scripts
 	usec     int64            // Redis CPU in the round trips (a script's time includes its commands')
 	calls    map[string]int64 // per command
+	cpu      time.Duration    // the server process's CPU time, network and event loop included
+	from, to time.Time        // when the snapshots were taken, if known
 }
 
 // delta returns after-before. extra names commands the variant sends
 // itself outside scripts (the seed's INCR, xrate's ZREM).
 func (before cmdStats) delta(after cmdStats, extra ...string) cmdDelta {
-	d := cmdDelta{calls: map[string]int64{}}
-	for name, st := range after {
+	d := cmdDelta{calls: map[string]int64{}, cpu: after.cpu - before.cpu}
+	for name, st := range after.cmds {
 		if name == "info" {
 			continue
 		}
-		n := st.calls - before[name].calls
+		n := st.calls - before.cmds[name].calls
 		if n == 0 {
 			continue
 		}
@@ -157,10 +171,24 @@ func (before cmdStats) delta(after cmdStats, extra ...string) cmdDelta {
 		d.total += n
 		if benchTopLevel[name] || slices.Contains(extra, name) {
 			d.topLevel += n
-			d.usec += st.usec - before[name].usec
+			d.usec += st.usec - before.cmds[name].usec
 		}
 	}
 	return d
+}
+
+// window returns the part of [start, end) between the snapshots, which
+// measureCmds may have taken late: the grants counted in it match the
+// commands counted.
+func (d cmdDelta) window(start, end time.Time) (from, to time.Time) {
+	from, to = start, end
+	if d.from.After(from) {
+		from = d.from
+	}
+	if !d.to.IsZero() && d.to.Before(to) {
+		to = d.to
+	}
+	return from, to
 }
 
 // slowlogStart makes a private server log every command slower than 1 ms

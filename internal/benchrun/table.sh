@@ -2,9 +2,10 @@
 # table.sh prints a side-by-side Markdown table of `go test -bench` output:
 # one row per benchmark and metric, one column per variant (the
 # sub-benchmark name), each cell the median over the runs, except for
-# max-holders, which shows the most of any run.
+# max-holders, which shows the most of any run. With SPREAD=1 each cell also
+# gives the lowest and the highest value of the runs: "median (min–max)".
 set -euo pipefail
-awk '
+awk -v spread="${SPREAD:-0}" '
 /^Benchmark/ {
   name = $1; sub(/-[0-9]+$/, "", name)
   n = split(name, part, "/"); bench = part[1]; sub(/^Benchmark/, "", bench)
@@ -18,6 +19,16 @@ awk '
     key = row SUBSEP variant
     vals[key, ++cnt[key]] = $i
   }
+}
+function lowest(key,   i, t) {
+  t = vals[key, 1] + 0
+  for (i = 2; i <= cnt[key]; i++) if (vals[key, i] + 0 < t) t = vals[key, i] + 0
+  return t
+}
+function highest(key,   i, t) {
+  t = vals[key, 1] + 0
+  for (i = 2; i <= cnt[key]; i++) if (vals[key, i] + 0 > t) t = vals[key, i] + 0
+  return t
 }
 function median(key,   k, m, i, j, t, a) {
   m = cnt[key]
@@ -34,7 +45,9 @@ END {
     printf "| %s | %s |", rb[1], rb[2]
     for (v = 1; v <= nv; v++) {
       key = rorder[r] SUBSEP vorder[v]
-      if (cnt[key]) printf " %.4g |", median(key); else printf " |"
+      if (!cnt[key]) printf " |"
+      else if (spread && key !~ /max-holders/) printf " %.4g (%.4g–%.4g) |", median(key), lowest(key), highest(key)
+      else printf " %.4g |", median(key)
     }
     print ""
   }
