@@ -1,28 +1,20 @@
 package limiter
 
 import (
-	"os"
 	"testing"
 	"time"
 
 	"github.com/slotguard/slotguard/internal/redistest"
 )
 
-// knownGapsEnv runs the tests of limiter gaps that are reported but not
-// fixed yet; without it they skip.
-const knownGapsEnv = "SLOTGUARD_KNOWN_GAPS"
-
 // TestFencesKeepRisingAfterALossOfTheLastGrants stands in for a Sentinel
 // failover to a replica that had not received the last grants (replication
 // is asynchronous), or a restart from an AOF that lost its last second: the
 // semaphore's keys are put back as they were before the last three grants,
-// on a server whose clock went on. Issue 12 asks that the next fence be
-// above every fence handed out; today a state that survived keeps counting
-// from its own fence, so the lost fences are handed out again.
+// on a server whose clock went on. The next fence must be above every fence
+// handed out: each fence is at least the Redis clock in microseconds, not
+// only the first of a new state.
 func TestFencesKeepRisingAfterALossOfTheLastGrants(t *testing.T) {
-	if os.Getenv(knownGapsEnv) == "" {
-		t.Skipf("a known gap of the limiter (fences repeat after a partial loss); %s=1 runs it", knownGapsEnv)
-	}
 	b := redistest.Real(t)
 	s := newSem(t, b, "lost-grants", 1, nil)
 	mustRelease(t, mustAcquire(t, s))

@@ -65,8 +65,10 @@ type Options struct {
 	// OnReservation, when set, is called for every grant to a ticket that
 	// this value's Redis calls made or took on and that no AcquireTicket of
 	// this process is catching, so that the ticket's owner can be woken. It
-	// runs on its own goroutine. A value without it leaves such grants to
-	// the next value that has one.
+	// runs on the goroutine of the call whose reply carried the grant (a
+	// Release, say, returns after it), or on its own for a grant that came
+	// by Pub/Sub. A value without it leaves such grants to the next value
+	// that has one.
 	OnReservation func(Reservation)
 
 	// SyncReplicas, when above 0, makes every grant wait until that many

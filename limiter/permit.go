@@ -38,11 +38,13 @@ type Permit struct {
 func (p *Permit) Token() string { return p.token }
 
 // Fence returns the fencing token: strictly greater than that of every
-// permit granted before it by the same semaphore, even across a restart of
-// Redis that lost its data, as long as the Redis server's clock moved
-// forward (a new state's fences start above that clock in microseconds).
-// Pass it to a downstream system so that it can reject a stale holder
-// whose lease was lost.
+// permit granted before it by the same semaphore. Every fence is also at
+// least the Redis server's clock in microseconds when it was granted, so
+// fences keep rising across a restart that lost all the data or only the
+// last grants (a failover to a replica that missed them), as long as that
+// clock moved forward and grants did not outrun a million a second. Pass
+// it to a downstream system so that it can reject a stale holder whose
+// lease was lost.
 func (p *Permit) Fence() int64 { return p.fence }
 
 // Weight returns the number of slots the permit holds.

@@ -110,7 +110,8 @@ func parseGrants(res []any) []delivery {
 
 // deliver hands each grant meant for this value to its live waiter or to
 // the ticket it catches, and a ticket's grant that nobody here catches to
-// OnReservation. A grant to one of this value's tokens that nobody waits
+// OnReservation, on the calling goroutine: the call whose reply made the
+// grant returns after OnReservation did. A grant to one of this value's tokens that nobody waits
 // for any more (its Acquire gave up, and its attempt to leave failed) is
 // given on.
 func (s *Semaphore) deliver(grants []delivery) {
@@ -120,7 +121,7 @@ func (s *Semaphore) deliver(grants []delivery) {
 		}
 		g := grant{fence: d.fence, lease: d.lease}
 		if isTicketToken(d.token) {
-			s.ticketGrant(d.token, d.payload, g)
+			s.ticketGrant(d.token, d.payload, g, true)
 			continue
 		}
 		s.mu.Lock()

@@ -100,8 +100,22 @@ func (s *Semaphore) AcquireTicket(ctx context.Context, key, payload string, catc
 }
 
 // ask makes t's queueing call. It returns a permit when t got a slot, and
-// neither a permit nor an error when t is queued.
+// neither a permit nor an error when t is queued. A slot whose reply came
+// so late that its lease may have run out is renewed before it is handed
+// out, and asked for again when it had.
 func (t *Ticket) ask(ctx context.Context) (*Permit, error) {
+	for {
+		p, err := t.askOnce(ctx)
+		if !errors.Is(err, errExpired) {
+			return p, err
+		}
+		if ctx.Err() != nil {
+			return nil, t.sem.wrap("acquire-ticket", ctx.Err())
+		}
+	}
+}
+
+func (t *Ticket) askOnce(ctx context.Context) (*Permit, error) {
 	s := t.sem
 	sent := time.Now()
 	r, err := s.callAcquire(ctx, t.token, t.cfg, acquireCall{mode: modeTicket, hint: true, catch: t.catch, payload: t.payload})
@@ -113,7 +127,7 @@ func (t *Ticket) ask(ctx context.Context) (*Permit, error) {
 	case statusRejected:
 		return nil, s.wrap("acquire-ticket", fmt.Errorf("%w: weight %d, limit %d", ErrWeightAboveLimit, t.cfg.weight, r.limit))
 	case statusGranted:
-		return s.confirm(ctx, "acquire-ticket", s.newPermit(t.token, t.cfg, r.fence, sent, r.lease, r.taken))
+		return s.hand(ctx, "acquire-ticket", t.token, t.cfg, r.fence, sent, r.lease, r.taken)
 	}
 	t.mu.Lock()
 	t.sent, t.fence = sent, r.fence
@@ -211,7 +225,7 @@ func (s *Semaphore) catchTicket(t *Ticket) {
 	s.mu.Lock()
 	s.catching[t.token] = t
 	s.mu.Unlock()
-	s.hub.register(t.token, func(g grant) { s.ticketGrant(t.token, t.payload, g) })
+	s.hub.register(t.token, func(g grant) { s.ticketGrant(t.token, t.payload, g, false) })
 }
 
 func (s *Semaphore) uncatch(t *Ticket) {
@@ -226,8 +240,9 @@ func (s *Semaphore) uncatch(t *Ticket) {
 }
 
 // ticketGrant hands a grant to a ticket to the Wait that catches it, or,
-// when none does any more, to OnReservation.
-func (s *Semaphore) ticketGrant(token, payload string, g grant) {
+// when none does any more, to OnReservation: on the calling goroutine when
+// sync, else on its own.
+func (s *Semaphore) ticketGrant(token, payload string, g grant, sync bool) {
 	s.mu.Lock()
 	t := s.catching[token]
 	s.mu.Unlock()
@@ -241,8 +256,14 @@ func (s *Semaphore) ticketGrant(token, payload string, g grant) {
 		}
 		payload = t.payload
 	}
-	if s.opts.OnReservation != nil {
-		go s.opts.OnReservation(Reservation{Semaphore: s.name, Payload: payload, Fence: g.fence, Lease: g.lease})
+	if s.opts.OnReservation == nil {
+		return
+	}
+	r := Reservation{Semaphore: s.name, Payload: payload, Fence: g.fence, Lease: g.lease}
+	if sync {
+		s.opts.OnReservation(r)
+	} else {
+		go s.opts.OnReservation(r)
 	}
 }
 

@@ -3,6 +3,8 @@ package worker
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,33 +38,82 @@ const (
 	xrateRetryIn = time.Second
 )
 
-// BenchmarkEndToEnd compares the guard with asynq's x/rate recipe, which
-// tries a slot once and requeues through RetryDelayFunc. It reports
-// efficiency (ideal makespan ÷ actual), max-running (seen by a counter
-// outside the guard), completed, and for slotguard idle-cmds/s: commands per
-// second an idle guarded server sends, next to idle-cmds/s-plain for a plain
-// asynq server measured over the same window.
+// e2eMode is what one end-to-end run enqueues and how it is served.
+type e2eMode int
+
+const (
+	e2ePlain     e2eMode = iota // plain asynq, no limit: the baseline for cmds/task
+	e2eGuarded                  // the limited type alone, guarded
+	e2eFreeAlone                // only the unlimited type, on guarded servers
+	e2eMixed                    // the limited type, then as many of the unlimited type
+	e2eXrate                    // asynq's x/rate recipe: TryAcquire, else retry
+)
+
+// BenchmarkEndToEnd runs the shape above, each sub-benchmark on its own
+// redis-server, so that every command Redis executes belongs to the run:
+// cmds/task is INFO's total_commands_processed (which counts the commands
+// that scripts run) over the run, divided by the tasks done, enqueueing
+// included. It reports:
+//   - plain: plain asynq running the same tasks with no limit (cmds/task).
+//   - slotguard: efficiency (ideal makespan ÷ actual), max-running (counted
+//     outside the guard), cmds/task, max-hold-ms (the longest a goroutine
+//     held a task waiting for its slot), and idle-cmds/s beside
+//     idle-cmds/s-plain for an idle plain server over the same window.
+//   - slotguard-mixed: the limited tasks enqueued before as many tasks of an
+//     unlimited type, in one queue: the limited type's efficiency, and
+//     free-slowdown, the unlimited type's makespan ÷ its makespan alone on
+//     the same servers.
+//   - xrate: asynq's x/rate recipe, which tries a slot once and requeues
+//     through RetryDelayFunc.
 func BenchmarkEndToEnd(b *testing.B) {
-	b.Run("slotguard", func(b *testing.B) { benchEndToEnd(b, false) })
-	b.Run("xrate", func(b *testing.B) { benchEndToEnd(b, true) })
+	b.Run("plain", func(b *testing.B) { benchEndToEnd(b, e2ePlain) })
+	b.Run("slotguard", func(b *testing.B) { benchEndToEnd(b, e2eGuarded) })
+	b.Run("slotguard-mixed", func(b *testing.B) { benchEndToEnd(b, e2eMixed) })
+	b.Run("xrate", func(b *testing.B) { benchEndToEnd(b, e2eXrate) })
 }
 
-func benchEndToEnd(b *testing.B, xrate bool) {
-	var eff, peak, completed float64
+func benchEndToEnd(b *testing.B, mode e2eMode) {
+	srv := redistest.StartServer(b)
+	var sum e2eResult
+	var peak, hold float64
+	var slowdown float64
 	for range b.N {
-		e, p, c := runEndToEnd(b, xrate)
-		eff += e
-		peak = max(peak, p)
-		completed += c
+		r := runEndToEnd(b, srv, mode)
+		sum.efficiency += r.efficiency
+		sum.completed += r.completed
+		sum.cmdsPerTask += r.cmdsPerTask
+		peak = max(peak, r.peak)
+		hold = max(hold, r.maxHold.Seconds()*1000)
+		if mode == e2eMixed {
+			alone := runEndToEnd(b, srv, e2eFreeAlone)
+			slowdown += r.freeTime.Seconds() / alone.freeTime.Seconds()
+		}
 	}
-	b.ReportMetric(eff/float64(b.N), "efficiency")
+	n := float64(b.N)
+	b.ReportMetric(sum.cmdsPerTask/n, "cmds/task")
+	if mode == e2ePlain {
+		return
+	}
+	b.ReportMetric(sum.efficiency/n, "efficiency")
 	b.ReportMetric(peak, "max-running")
-	b.ReportMetric(completed/float64(b.N), "completed")
-	if !xrate {
+	b.ReportMetric(sum.completed/n, "completed")
+	switch mode {
+	case e2eGuarded:
+		b.ReportMetric(hold, "max-hold-ms")
 		guarded, plain := idleLoad(b)
 		b.ReportMetric(guarded, "idle-cmds/s")
 		b.ReportMetric(plain, "idle-cmds/s-plain")
+	case e2eMixed:
+		b.ReportMetric(hold, "max-hold-ms")
+		b.ReportMetric(slowdown/n, "free-slowdown")
 	}
+}
+
+// e2eResult is one run's measurements. efficiency, peak and completed are
+// the limited type's; freeTime is when the last unlimited task ended.
+type e2eResult struct {
+	efficiency, peak, completed, cmdsPerTask float64
+	freeTime, maxHold                        time.Duration
 }
 
 // xrateError is the recipe's rate-limit error.
@@ -70,94 +121,178 @@ type xrateError struct{ retryIn time.Duration }
 
 func (e *xrateError) Error() string { return "rate limited" }
 
-func runEndToEnd(b *testing.B, xrate bool) (efficiency, peak, completed float64) {
+func runEndToEnd(b *testing.B, srv *redistest.Server, mode e2eMode) e2eResult {
 	b.StopTimer()
-	db := asynqtest.DB(b)
 	prefix := redistest.NewPrefix()
 	queue := "q-" + prefix
-	admin := redis.NewClient(&redis.Options{Addr: redistest.Addr(), DB: db})
-	defer admin.Close()
-	defer asynqtest.CleanQueue(b, queue)
-	defer redistest.DeletePrefix(admin, prefix)
-
+	admin := srv.Client(nil)
 	client := asynq.NewClientFromRedisClient(admin)
-	for range e2eTasks {
-		if _, err := client.Enqueue(asynq.NewTask("api:call", nil), asynq.Queue(queue)); err != nil {
+	before := commandsProcessed(b, admin)
+	limited, free := e2eTasks, 0
+	switch mode {
+	case e2eFreeAlone:
+		limited, free = 0, e2eTasks
+	case e2eMixed:
+		free = e2eTasks
+	}
+	for i := range limited + free {
+		typ := "api:call"
+		if i >= limited {
+			typ = "free"
+		}
+		if _, err := client.Enqueue(asynq.NewTask(typ, nil), asynq.Queue(queue)); err != nil {
 			b.Fatal(err)
 		}
 	}
 	var running gauge
-	var done atomic.Int32
-	work := func() {
+	var doneLimited, doneFree atomic.Int32
+	var freeEnd, maxHold atomic.Int64
+	start := time.Now()
+	work := func(ctx context.Context, t *asynq.Task) error {
+		if started, ok := ctx.Value(holdKey{}).(func()); ok {
+			started()
+		}
+		if t.Type() == "free" {
+			time.Sleep(e2eTaskTime)
+			if doneFree.Add(1) == int32(free) {
+				freeEnd.Store(int64(time.Since(start)))
+			}
+			return nil
+		}
 		running.enter()
 		time.Sleep(e2eTaskTime)
 		running.leave()
-		done.Add(1)
+		doneLimited.Add(1)
+		return nil
 	}
 	cfg := asynq.Config{Concurrency: e2eConcurrency, Queues: map[string]int{queue: 1}, Logger: quietLogger{}, LogLevel: asynq.ErrorLevel}
-	type stopper interface{ Shutdown() }
-	var servers []stopper
+	var servers []interface{ Shutdown() }
 	b.StartTimer()
-	start := time.Now()
 	for range e2eServers {
-		rdb := redis.NewClient(&redis.Options{Addr: redistest.Addr(), DB: db, PoolSize: 64})
-		defer rdb.Close()
-		if xrate {
-			sem, err := limiter.New(rdb, "api", e2eLimit, &limiter.Options{Prefix: prefix})
+		rdb := srv.Client(&redis.Options{PoolSize: 64})
+		switch mode {
+		case e2ePlain:
+			s := asynq.NewServerFromRedisClient(rdb, cfg)
+			if err := s.Start(asynq.HandlerFunc(work)); err != nil {
+				b.Fatal(err)
+			}
+			servers = append(servers, s)
+		case e2eXrate:
+			servers = append(servers, startXrate(b, rdb, prefix, cfg, work))
+		default:
+			g, err := New(rdb, Config{Prefix: prefix, Rules: []Rule{{Name: "api", TaskTypes: []string{"api:*"}, Limit: e2eLimit}}}, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
-			c := cfg
-			c.IsFailure = func(err error) bool { _, ok := errors.AsType[*xrateError](err); return !ok }
-			c.RetryDelayFunc = func(n int, err error, t *asynq.Task) time.Duration {
-				if e, ok := errors.AsType[*xrateError](err); ok {
-					return e.retryIn
-				}
-				return asynq.DefaultRetryDelayFunc(n, err, t)
-			}
-			srv := asynq.NewServerFromRedisClient(rdb, c)
-			if err := srv.Start(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
-				p, err := sem.TryAcquire(ctx)
-				if errors.Is(err, limiter.ErrNoSlot) {
-					return &xrateError{retryIn: xrateRetryIn}
-				} else if err != nil {
-					return err
-				}
-				defer p.Release(context.WithoutCancel(ctx))
-				work()
-				return nil
-			})); err != nil {
+			s := g.NewServer(cfg)
+			if err := s.Start(holdTimer(g.Middleware(asynq.HandlerFunc(work)), &maxHold)); err != nil {
 				b.Fatal(err)
 			}
-			servers = append(servers, srv)
-			continue
+			servers = append(servers, s)
 		}
-		g, err := New(rdb, Config{Prefix: prefix, Rules: []Rule{{Name: "api", TaskTypes: []string{"api:*"}, Limit: e2eLimit}}}, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		srv := g.NewServer(cfg)
-		if err := srv.Start(g.Middleware(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { work(); return nil }))); err != nil {
-			b.Fatal(err)
-		}
-		servers = append(servers, srv)
 	}
 	deadline := start.Add(e2eCap)
-	for done.Load() < e2eTasks && time.Now().Before(deadline) {
+	for (doneLimited.Load() < int32(limited) || doneFree.Load() < int32(free)) && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
-	n := done.Load()
-	if n < e2eTasks {
-		b.Logf("stopped after %v with %d of %d tasks done", e2eCap, n, e2eTasks)
+	nLimited := doneLimited.Load()
+	done := nLimited + doneFree.Load()
+	if int(done) < limited+free {
+		b.Logf("stopped after %v with %d of %d tasks done", e2eCap, done, limited+free)
 	}
+	after := commandsProcessed(b, admin)
 	for _, s := range servers {
 		s.Shutdown()
 	}
 	b.StartTimer()
-	ideal := time.Duration(n) * e2eTaskTime / e2eLimit
-	return float64(ideal) / float64(elapsed), float64(running.peak.Load()), float64(n)
+	r := e2eResult{
+		peak:      float64(running.peak.Load()),
+		completed: float64(nLimited),
+		freeTime:  time.Duration(freeEnd.Load()),
+		maxHold:   time.Duration(maxHold.Load()),
+	}
+	if done > 0 {
+		r.cmdsPerTask = float64(after-before) / float64(done)
+	}
+	if mode == e2ePlain || mode == e2eFreeAlone {
+		r.completed = float64(done)
+		return r
+	}
+	ideal := time.Duration(nLimited) * e2eTaskTime / e2eLimit
+	r.efficiency = float64(ideal) / float64(elapsed)
+	return r
+}
+
+// startXrate starts a server running asynq's x/rate recipe around work.
+func startXrate(b *testing.B, rdb *redis.Client, prefix string, cfg asynq.Config, work asynq.HandlerFunc) *asynq.Server {
+	sem, err := limiter.New(rdb, "api", e2eLimit, &limiter.Options{Prefix: prefix})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.IsFailure = func(err error) bool { _, ok := errors.AsType[*xrateError](err); return !ok }
+	cfg.RetryDelayFunc = func(n int, err error, t *asynq.Task) time.Duration {
+		if e, ok := errors.AsType[*xrateError](err); ok {
+			return e.retryIn
+		}
+		return asynq.DefaultRetryDelayFunc(n, err, t)
+	}
+	s := asynq.NewServerFromRedisClient(rdb, cfg)
+	if err := s.Start(asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		p, err := sem.TryAcquire(ctx)
+		if errors.Is(err, limiter.ErrNoSlot) {
+			return &xrateError{retryIn: xrateRetryIn}
+		} else if err != nil {
+			return err
+		}
+		defer p.Release(context.WithoutCancel(ctx))
+		return work(ctx, t)
+	})); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// holdTimer wraps a guarded handler and keeps in longest the longest time a
+// goroutine held a task before its handler ran or it was parked: the wait
+// for a slot inside a goroutine.
+func holdTimer(guarded asynq.Handler, longest *atomic.Int64) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		start := time.Now()
+		var held atomic.Int64
+		held.Store(-1)
+		ctx = context.WithValue(ctx, holdKey{}, func() { held.CompareAndSwap(-1, int64(time.Since(start))) })
+		err := guarded.ProcessTask(ctx, t)
+		held.CompareAndSwap(-1, int64(time.Since(start))) // parked: it never ran
+		for {
+			cur := longest.Load()
+			if held.Load() <= cur || longest.CompareAndSwap(cur, held.Load()) {
+				return err
+			}
+		}
+	})
+}
+
+type holdKey struct{}
+
+// commandsProcessed is INFO's total_commands_processed.
+func commandsProcessed(b *testing.B, c *redis.Client) int64 {
+	info, err := c.Info(context.Background(), "stats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.SplitSeq(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return n
+		}
+	}
+	b.Fatal("INFO stats has no total_commands_processed")
+	return 0
 }
 
 // idleLoad measures, over the same window, the commands per second of an

@@ -12,7 +12,7 @@ import (
 
 // Defaults for [Config]. The zero value of every field means its default.
 const (
-	DefaultAcquireTimeout  = 10 * time.Second
+	DefaultParkRecheck     = 5 * time.Minute
 	DefaultRequeueMinDelay = time.Second
 	DefaultRequeueMaxDelay = time.Minute
 )
@@ -24,13 +24,32 @@ const (
 const MaxLimit = 1 << 30
 
 // Config is the limits section of a worker's configuration: the rules that
-// decide which slots a task needs, and how long it may wait for them. The
-// zero value of every field means its documented default. Its YAML keys are
+// decide which slots a task needs, and how a task waits for them. The zero
+// value of every field means its documented default. Its YAML keys are
 // those of the `limits:` section of cmd/worker's file; see [ParseConfig].
 type Config struct {
-	// AcquireTimeout is the seed's acquire_timeout: the longest a task waits
-	// for its slots before it is requeued. Default 10s. A task whose own
-	// deadline comes sooner waits until shortly before that deadline.
+	// ParkAfter is how long a task that found no free slot keeps its worker
+	// goroutine, ready to run the moment its slot comes. The task is parked
+	// in Redis from its first moment of waiting either way, so a worker that
+	// dies meanwhile loses nothing; once the goroutine has gone back to
+	// asynq, the task is woken (put back at the head of its queue) when its
+	// slot is granted. Default 0: the goroutine goes back at once, so a
+	// saturated limit never holds a goroutine. A short ParkAfter (tens of
+	// milliseconds) saves the trip through the queue when slots free
+	// quickly, at the price of holding goroutines that long.
+	ParkAfter time.Duration `yaml:"park_after"`
+
+	// ParkRecheck is how long a parked task stays parked before, if its slot
+	// has not come, it goes back to its queue to ask again, as a safety net
+	// for a slot that could not be handed to it (its place in the queue is
+	// kept). Default 5m.
+	ParkRecheck time.Duration `yaml:"park_recheck"`
+
+	// AcquireTimeout is retired: a task waits for its slot parked in Redis,
+	// not in a goroutine, so it no longer gives up after a while. Setting it
+	// is a config error that says so; see ParkAfter.
+	//
+	// Deprecated: use ParkAfter.
 	AcquireTimeout time.Duration `yaml:"acquire_timeout"`
 
 	// AcquireSleepDelay is the seed's acquire_sleep_delay: how often waiting
@@ -44,17 +63,17 @@ type Config struct {
 	// ([limiter.DefaultLease]). Leases are renewed every Lease/3.
 	Lease time.Duration `yaml:"lease"`
 
-	// RequeueMinDelay and RequeueMaxDelay bound the exponential backoff
-	// between requeues of one task: attempt n waits about
+	// RequeueMinDelay and RequeueMaxDelay bound the exponential backoff of
+	// [RequeueAfter] with a zero delay: attempt n of one task waits about
 	// min(RequeueMinDelay·2^(n-1), RequeueMaxDelay), with jitter. Defaults
-	// 1s and 1m. asynq adds its own rounding; see docs/worker.md.
+	// 1s and 1m. asynq's forwarder adds up to its DelayedTaskCheckInterval.
 	RequeueMinDelay time.Duration `yaml:"requeue_min_delay"`
 	RequeueMaxDelay time.Duration `yaml:"requeue_max_delay"`
 
 	// SyncReplicas, when above 0, makes each grant wait until that many
 	// Redis replicas acknowledged it, for at most SyncTimeout (default
-	// 100ms); a grant they do not acknowledge is given back and the task is
-	// requeued. It narrows the limit overshoot a Sentinel failover can cause
+	// 100ms); a grant they do not acknowledge is given back and the task
+	// waits again. It narrows the limit overshoot a Sentinel failover can cause
 	// (see docs/reliability.md). Default 0. Not for Redis Cluster.
 	SyncReplicas int           `yaml:"sync_replicas"`
 	SyncTimeout  time.Duration `yaml:"sync_timeout"`
@@ -98,16 +117,16 @@ type Rule struct {
 	// wins (see [limiter.New] and [Guard.SyncLimits]).
 	Limit int `yaml:"limit"`
 
-	// MaxWaiting caps how many tasks of this process may wait at once for
-	// one of this rule's semaphores (for a partitioned rule, each partition
-	// has its own cap); a task over the cap is requeued at once, so that a
-	// saturated limit cannot occupy every worker goroutine. Default 0: no cap.
+	// MaxWaiting caps how many goroutines of this process may hold a task
+	// for park_after while it waits for one of this rule's semaphores (for a
+	// partitioned rule, each partition has its own cap); a task over the cap
+	// gives its goroutine back at once. Default 0: no cap.
 	MaxWaiting int `yaml:"max_waiting"`
 }
 
 func (c Config) withDefaults() Config {
-	if c.AcquireTimeout == 0 {
-		c.AcquireTimeout = DefaultAcquireTimeout
+	if c.ParkRecheck == 0 {
+		c.ParkRecheck = DefaultParkRecheck
 	}
 	if c.RequeueMinDelay == 0 {
 		c.RequeueMinDelay = DefaultRequeueMinDelay
@@ -130,7 +149,14 @@ func (c Config) Validate() error {
 			add(field, "must not be negative, got %v", d)
 		}
 	}
-	nonNegative("acquire_timeout", c.AcquireTimeout)
+	if c.AcquireTimeout != 0 {
+		add("acquire_timeout", "is retired: a task that finds no free slot waits parked in Redis, without a goroutine and without a time limit; park_after sets how long it keeps its goroutine first (see CHANGELOG.md)")
+	}
+	nonNegative("park_after", c.ParkAfter)
+	nonNegative("park_recheck", c.ParkRecheck)
+	if c.ParkRecheck > 0 && c.ParkRecheck < time.Second {
+		add("park_recheck", "must be at least 1s, got %v", c.ParkRecheck)
+	}
 	nonNegative("acquire_sleep_delay", c.AcquireSleepDelay)
 	nonNegative("lease", c.Lease)
 	nonNegative("requeue_min_delay", c.RequeueMinDelay)

@@ -15,7 +15,8 @@ import (
 
 func TestParseConfigReadsTheLimitsSection(t *testing.T) {
 	c, err := ParseConfig([]byte(`
-acquire_timeout: 5s
+park_after: 50ms
+park_recheck: 2m
 acquire_sleep_delay: 100ms
 lease: 30s
 rules:
@@ -34,8 +35,8 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.AcquireTimeout != 5*time.Second || c.AcquireSleepDelay != 100*time.Millisecond || c.Lease != 30*time.Second {
-		t.Errorf("durations = %v %v %v", c.AcquireTimeout, c.AcquireSleepDelay, c.Lease)
+	if c.ParkAfter != 50*time.Millisecond || c.ParkRecheck != 2*time.Minute || c.AcquireSleepDelay != 100*time.Millisecond || c.Lease != 30*time.Second {
+		t.Errorf("durations = %v %v %v %v", c.ParkAfter, c.ParkRecheck, c.AcquireSleepDelay, c.Lease)
 	}
 	if len(c.Rules) != 3 || c.Rules[2].PartitionBy != "tenant_id" || c.Rules[1].MaxWaiting != 8 || c.Rules[0].TaskTypes[0] != "payments:*" {
 		t.Errorf("rules = %+v", c.Rules)
@@ -46,9 +47,11 @@ func TestParseConfigErrorsNameFieldAndLine(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{"unknown key", "acquire_timeout: 5s\nbogus: 1\n", "worker: config: bogus (line 2): unknown key"},
+		{"unknown key", "park_after: 5ms\nbogus: 1\n", "worker: config: bogus (line 2): unknown key"},
+		{"retired key", "lease: 10s\nacquire_timeout: 5s\n", "acquire_timeout (line 2): is retired: a task that finds no free slot waits parked in Redis"},
+		{"park_recheck too short", "park_recheck: 10ms\n", "park_recheck (line 1): must be at least 1s"},
 		{"bad duration", "lease: soon\n", "lease (line 1): must be a duration"},
-		{"negative duration", "acquire_timeout: -1s\n", "acquire_timeout (line 1): must not be negative"},
+		{"negative duration", "park_after: -1s\n", "park_after (line 1): must not be negative"},
 		{"limit zero", "rules:\n  - name: a\n    queues: [q]\n    limit: 0\n", "rules[0].limit (line 4): must be at least 1"},
 		{"limit above the bound", "rules:\n  - name: a\n    queues: [q]\n    limit: 9007199254740993\n", "rules[0].limit (line 4): must be at most 1073741824"},
 		{"limit not a number", "rules:\n  - name: a\n    queues: [q]\n    limit: many\n", "rules[0].limit (line 4): must be an integer"},

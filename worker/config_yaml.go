@@ -25,7 +25,7 @@ func LoadConfig(path string) (Config, error) {
 
 // ParseConfig decodes a limits section, such as
 //
-//	acquire_timeout: 5s
+//	park_after: 50ms
 //	rules:
 //	  - name: payments-api
 //	    task_types: ["payments:*"]

@@ -24,7 +24,6 @@ func Example() {
 	defer rdb.Close()
 
 	cfg, err := worker.ParseConfig([]byte(`
-acquire_timeout: 5s
 rules:
   - name: payments-api
     task_types: ["payments:*"]

@@ -15,7 +15,7 @@ import (
 func FuzzParseConfig(f *testing.F) {
 	for _, s := range []string{
 		"rules:\n  - name: api\n    task_types: [\"api:*\"]\n    limit: 5\n",
-		"acquire_timeout: 2s\nlease: 10s\nprefix: sg\nrules:\n  - {name: a, queues: [q], partition_by: tenant, limit: 1, max_waiting: 3}\n",
+		"park_after: 2s\nlease: 10s\nprefix: sg\nrules:\n  - {name: a, queues: [q], partition_by: tenant, limit: 1, max_waiting: 3}\n",
 		"rules:\n  - name: x\n    limit: 0\n",
 		"sync_replicas: 1\nsync_timeout: 50ms\n",
 		"lease: -1s\nprefix: \"{bad}\"\n",
@@ -23,7 +23,7 @@ func FuzzParseConfig(f *testing.F) {
 		"unknown: 1",
 		"- not a map",
 		"rules: {name: x}",
-		"acquire_timeout: 99999999999999999999h",
+		"park_after: 99999999999999999999h",
 		"rules:\n  - &a {name: a, task_types: [t], limit: 1}\n  - *a\n",
 		"\xff\xfe",
 		"",

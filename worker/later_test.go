@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -14,11 +15,12 @@ import (
 
 func TestRequeueAfterNeverArchivesNorSpendsARetry(t *testing.T) {
 	b := setup(t)
-	g := b.guard(t, Config{AcquireTimeout: time.Second, Rules: []Rule{{Name: "api", TaskTypes: []string{"api:*"}, Limit: 2}}})
+	g := b.guard(t, Config{Rules: []Rule{{Name: "api", TaskTypes: []string{"api:*"}, Limit: 2}}})
 	busy := errors.New("HTTP 429")
 	var mu sync.Mutex
 	runs := map[string]int{}
 	retried := map[string][]int{}
+	ids := map[string]map[string]bool{}
 	b.start(t, g, b.fastConfig(4), func(ctx context.Context, t *asynq.Task) error {
 		mu.Lock()
 		defer mu.Unlock()
@@ -26,6 +28,11 @@ func TestRequeueAfterNeverArchivesNorSpendsARetry(t *testing.T) {
 		runs[key]++
 		n, _ := asynq.GetRetryCount(ctx)
 		retried[key] = append(retried[key], n)
+		id, _ := asynq.GetTaskID(ctx)
+		if ids[key] == nil {
+			ids[key] = map[string]bool{}
+		}
+		ids[key][id] = true
 		if runs[key] <= 2 {
 			return RequeueAfter(0, busy) // twice busy, then fine
 		}
@@ -46,6 +53,11 @@ func TestRequeueAfterNeverArchivesNorSpendsARetry(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	for key, seen := range ids {
+		if len(seen) != 1 {
+			t.Fatalf("task %s ran under IDs %v", key, seen)
+		}
+	}
 	for key, rs := range retried {
 		for _, n := range rs {
 			if n != 0 {
@@ -89,5 +101,48 @@ func TestRequeueAfterUsesTheGivenDelay(t *testing.T) {
 	}
 	if e := b.events.all(EventRequeued); len(e) != 1 || e[0].Delay != 2*time.Second {
 		t.Fatalf("requeue events: %+v", e)
+	}
+}
+
+func TestARequeueAfterCauseNeverReachesAsynq(t *testing.T) {
+	// A cause that wraps SkipRetry would make asynq archive the task, and
+	// one that wraps RevokeTask would make it delete it.
+	for _, sentinel := range []error{asynq.SkipRetry, asynq.RevokeTask} {
+		b := setup(t)
+		g := b.guard(t, apiConfig(2))
+		var mu sync.Mutex
+		runs := map[string]int{}
+		b.start(t, g, b.fastConfig(2), func(ctx context.Context, t *asynq.Task) error {
+			mu.Lock()
+			defer mu.Unlock()
+			id, _ := asynq.GetTaskID(ctx)
+			if runs[id]++; runs[id] == 1 {
+				return RequeueAfter(100*time.Millisecond, fmt.Errorf("HTTP 429: %w", sentinel))
+			}
+			return nil
+		})
+		id := b.enqueue(t, "api:call", nil, asynq.MaxRetry(3)).ID
+		wait.Until(t, 20*time.Second, "the second run", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return runs[id] == 2
+		})
+		wait.Until(t, 5*time.Second, "the task to finish", func() bool { return b.queueInfo(t).ProcessedTotal == 1 })
+		qi := b.queueInfo(t)
+		if qi.Archived != 0 || qi.FailedTotal != 0 || len(runs) != 1 {
+			t.Fatalf("cause %v: archived %d failed %d, runs %v", sentinel, qi.Archived, qi.FailedTotal, runs)
+		}
+	}
+}
+
+func TestRequeueAfterOutsideAGuardServerIsAnOrdinaryError(t *testing.T) {
+	b := setup(t)
+	g := b.guard(t, apiConfig(1))
+	h := g.Middleware(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+		return RequeueAfter(time.Second, fmt.Errorf("busy: %w", asynq.SkipRetry))
+	}))
+	err := h.ProcessTask(context.Background(), asynq.NewTask("free:call", nil))
+	if err == nil || errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("error %v: want an error that does not wrap SkipRetry", err)
 	}
 }

@@ -14,18 +14,6 @@ import (
 	"github.com/slotguard/slotguard/limiter"
 )
 
-// apiConfig guards "api:*" tasks with one rule of the given limit.
-func apiConfig(limit int) Config {
-	return Config{AcquireTimeout: 30 * time.Second, Rules: []Rule{{Name: "api", TaskTypes: []string{"api:*"}, Limit: limit}}}
-}
-
-func semIdle(t *testing.T, s *limiter.Semaphore) func() bool {
-	return func() bool {
-		info, err := s.Info(context.Background())
-		return err == nil && info.Held == 0 && info.Waiting == 0
-	}
-}
-
 func TestSlotIsReleasedWhenTheHandlerPanics(t *testing.T) {
 	b := setup(t)
 	g := b.guard(t, apiConfig(1))
@@ -65,53 +53,6 @@ func TestSlotIsReleasedWhenTheHandlerTimesOut(t *testing.T) {
 	wait.Until(t, 5*time.Second, "the slot to be free", semIdle(t, b.sem(t, "api", 1)))
 	// A task past its own timeout is a real failure: asynq archives it.
 	wait.Until(t, 5*time.Second, "the task to be archived", func() bool { return b.queueInfo(t).Archived == 1 })
-}
-
-func TestShutdownReturnsWaitingTasksToTheQueue(t *testing.T) {
-	b := setup(t)
-	g := b.guard(t, apiConfig(1))
-	sem := b.sem(t, "api", 1)
-	release := holdSlot(t, sem)
-	cfg := b.fastConfig(5)
-	cfg.ShutdownTimeout = 20 * time.Second
-	var ran atomic.Int32
-	h := func(context.Context, *asynq.Task) error { ran.Add(1); return nil }
-	srv := b.start(t, g, cfg, h)
-	const n = 5
-	for range n {
-		b.enqueue(t, "api:call", nil, asynq.MaxRetry(0))
-	}
-	wait.Until(t, 10*time.Second, "five waiters", func() bool {
-		info, err := sem.Info(context.Background())
-		return err == nil && info.Waiting == n
-	})
-	start := time.Now()
-	srv.Shutdown()
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("shutdown took %v; waiting tasks should not wait for ShutdownTimeout", d)
-	}
-	info, err := sem.Info(context.Background())
-	if err != nil || info.Held != 1 || info.Waiting != 0 {
-		t.Errorf("after shutdown: %+v, %v; want only our slot held", info, err)
-	}
-	qi := b.queueInfo(t)
-	if qi.Size != n || qi.Active != 0 || qi.Archived != 0 || qi.FailedTotal != 0 {
-		t.Errorf("after shutdown: size %d active %d archived %d failed %d; want %d back in the queue",
-			qi.Size, qi.Active, qi.Archived, qi.FailedTotal, n)
-	}
-	if got := b.events.count(EventRequeued); got != n {
-		t.Errorf("requeued events = %d, want %d", got, n)
-	}
-	for _, e := range b.events.all(EventRequeued) {
-		if !errors.Is(e.Err, ErrShuttingDown) {
-			t.Errorf("requeue cause = %v", e.Err)
-		}
-	}
-
-	// A new server finishes them all once the slot is free.
-	release()
-	b.start(t, g, b.fastConfig(5), h)
-	wait.Until(t, 15*time.Second, "every task to run", func() bool { return ran.Load() == n })
 }
 
 func TestLeaseLostCancelsTheHandler(t *testing.T) {
@@ -171,21 +112,12 @@ func TestUnmatchedTaskCostsNoRedisCall(t *testing.T) {
 	}
 }
 
-type countHook struct{ n *atomic.Int32 }
-
-func (h countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
-}
-func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error { h.n.Add(int32(len(cmds))); return next(ctx, cmds) }
-}
-
-// TestRequeueWithoutHooksStillNeverArchives runs the middleware on a plain
-// asynq server, as a user who forgot Guard.ServerConfig would.
-func TestRequeueWithoutHooksStillNeverArchives(t *testing.T) {
+// TestOnAPlainAsynqServerTasksWaitInTheirGoroutine runs the middleware on a
+// server not made by NewServer: it cannot park, so a task waits for its
+// slot in its goroutine, and nothing is archived or spends a retry.
+func TestOnAPlainAsynqServerTasksWaitInTheirGoroutine(t *testing.T) {
 	b := setup(t)
-	g := b.guard(t, Config{AcquireTimeout: 200 * time.Millisecond, Rules: apiConfig(1).Rules})
+	g := b.guard(t, apiConfig(1))
 	release := holdSlot(t, b.sem(t, "api", 1))
 	var ran atomic.Int32
 	srv := asynq.NewServerFromRedisClient(b.rdb, b.fastConfig(2))
@@ -199,17 +131,14 @@ func TestRequeueWithoutHooksStillNeverArchives(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Shutdown()
-	b.enqueue(t, "api:call", nil) // default MaxRetry 25: hooks would keep the ID
-	wait.Until(t, 10*time.Second, "two requeues", func() bool { return b.events.count(EventRequeued) >= 2 })
+	b.enqueue(t, "api:call", nil, asynq.MaxRetry(0))
+	wait.Until(t, 10*time.Second, "the task to wait in its goroutine", func() bool { return b.queueInfo(t).Active == 1 })
+	if b.events.count(EventParked) != 0 {
+		t.Fatal("a task was parked by a server that cannot park")
+	}
 	release()
 	wait.Until(t, 10*time.Second, "the task to run", func() bool { return ran.Load() == 1 })
-	for _, e := range b.events.all(EventRequeued) {
-		if e.NewTaskID == "" {
-			t.Errorf("requeue without hooks kept the ID; it must move the task")
-		}
-	}
-	wait.Until(t, 5*time.Second, "the queue to drain", func() bool { qi := b.queueInfo(t); return qi.Size == 0 && qi.Active == 0 })
 	if qi := b.queueInfo(t); qi.Archived != 0 || qi.FailedTotal != 0 {
-		t.Errorf("archived %d, failed %d", qi.Archived, qi.FailedTotal)
+		t.Fatalf("archived %d, failed %d", qi.Archived, qi.FailedTotal)
 	}
 }

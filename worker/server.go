@@ -1,20 +1,25 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/slotguard/slotguard/internal/asynqrdb"
 )
 
-// serverState travels in every handler context of a server configured by
-// [Guard.ServerConfig]: it tells the middleware that the hooks are installed
-// and when the server starts to shut down.
+// serverState travels in every handler context of a server made by
+// [Guard.NewServer]: it tells the middleware that tasks can be parked, and
+// when the server begins to stop.
 type serverState struct {
 	guard    *Guard
-	draining context.Context // done when waiting tasks must go back
-	drain    context.CancelFunc
+	client   *asynqrdb.Client
+	draining context.Context // done when goroutines holding waiting tasks must let go
 }
 
 type stateKey struct{}
@@ -24,39 +29,44 @@ func stateFrom(ctx context.Context) *serverState {
 	return st
 }
 
-// ServerConfig returns cfg with the guard's hooks installed, composed with
-// cfg's own:
-//   - IsFailure reports false for a [*RequeueError] and asks cfg.IsFailure
-//     (default: any error) otherwise;
-//   - RetryDelayFunc returns the requeue delay for a [*RequeueError] and asks
-//     cfg.RetryDelayFunc otherwise; without one, a task whose worker died
-//     ([asynq.ErrLeaseExpired]) is retried after the config's
-//     RequeueMinDelay, and any other after [asynq.DefaultRetryDelayFunc];
-//   - ErrorHandler is not called for a [*RequeueError] (see [Event] for
-//     requeues) and calls cfg.ErrorHandler for every other error;
-//   - BaseContext wraps cfg.BaseContext to mark handler contexts as hooked.
-//
-// Without these hooks the middleware still never archives a task nor spends
-// a retry, but every requeue then gives the task a new ID (see
-// [RequeueError]). [Guard.NewServer] installs them for you.
-func (g *Guard) ServerConfig(cfg asynq.Config) asynq.Config {
-	cfg, _ = g.serverConfig(cfg)
-	return cfg
+// Server is an asynq server that the guard can park tasks in. Its Shutdown
+// first lets go of the tasks that goroutines hold while they wait for a
+// slot (they stay parked).
+type Server struct {
+	srv      *asynq.Server
+	guard    *Guard
+	stopping context.Context
+	stop     context.CancelFunc
+	started  atomic.Bool
 }
 
-func (g *Guard) serverConfig(cfg asynq.Config) (asynq.Config, *serverState) {
-	st := &serverState{guard: g}
-	st.draining, st.drain = context.WithCancel(context.Background())
-
-	base := cfg.BaseContext
-	if base == nil {
-		base = context.Background
+// NewServer returns an asynq server on the guard's Redis client, with cfg's
+// hooks composed with the guard's:
+//   - IsFailure reports false for a [*ParkedError] and asks cfg.IsFailure
+//     (default: any error) otherwise;
+//   - RetryDelayFunc asks cfg.RetryDelayFunc; without one, a task whose
+//     worker died ([asynq.ErrLeaseExpired]) runs again after the config's
+//     RequeueMinDelay rather than asynq's 15-45 s, and any other after
+//     [asynq.DefaultRetryDelayFunc];
+//   - ErrorHandler is not called for a [*ParkedError];
+//   - BaseContext wraps cfg.BaseContext;
+//   - Logger (asynq's default when nil) does not log a parked task as one
+//     whose retries are exhausted.
+//
+// The server's Redis client lets the guard park tasks: asynq never retries
+// or archives a parked task, and an idle processor waits for woken tasks
+// instead of sleeping through its TaskCheckInterval first.
+func (g *Guard) NewServer(cfg asynq.Config) *Server {
+	queues := queuesOf(cfg)
+	check := cfg.TaskCheckInterval
+	if check <= 0 {
+		check = time.Second // asynq's default
 	}
-	cfg.BaseContext = func() context.Context { return context.WithValue(base(), stateKey{}, st) }
-
+	s := &Server{guard: g}
+	s.stopping, s.stop = context.WithCancel(context.Background())
 	isFailure := cfg.IsFailure
 	cfg.IsFailure = func(err error) bool {
-		if _, ok := errors.AsType[*RequeueError](err); ok {
+		if _, ok := errors.AsType[*ParkedError](err); ok {
 			return false
 		}
 		if isFailure == nil {
@@ -65,10 +75,23 @@ func (g *Guard) serverConfig(cfg asynq.Config) (asynq.Config, *serverState) {
 		return isFailure(err)
 	}
 
+	client := asynqrdb.Wrap(g.rdb, len(queues), asynqrdb.Hooks{
+		Idle: func(context.Context) []string { return g.wakes.wait(s.stopping, queues, check/2) },
+		Guarded: func(taskType, queue string, payload []byte) bool {
+			return len(needs(g.rules, taskType, queue, payload)) > 0
+		},
+		IsFailure: cfg.IsFailure,
+	})
+	st := &serverState{guard: g, client: client, draining: s.stopping}
+
+	base := cfg.BaseContext
+	if base == nil {
+		base = context.Background
+	}
+	cfg.BaseContext = func() context.Context { return context.WithValue(base(), stateKey{}, st) }
+
 	delay := cfg.RetryDelayFunc
 	if delay == nil {
-		// A task whose worker died (asynq's lease on it expired) did not
-		// fail: run it again soon rather than after asynq's 15-45 s.
 		delay = func(n int, err error, t *asynq.Task) time.Duration {
 			if errors.Is(err, asynq.ErrLeaseExpired) {
 				return g.cfg.RequeueMinDelay
@@ -77,51 +100,68 @@ func (g *Guard) serverConfig(cfg asynq.Config) (asynq.Config, *serverState) {
 		}
 	}
 	cfg.RetryDelayFunc = func(n int, err error, t *asynq.Task) time.Duration {
-		if rq, ok := errors.AsType[*RequeueError](err); ok {
-			return rq.Delay
+		if _, ok := errors.AsType[*ParkedError](err); ok {
+			return 0 // asynq's follow-up for it is dropped
 		}
 		return delay(n, err, t)
 	}
 
 	if h := cfg.ErrorHandler; h != nil {
 		cfg.ErrorHandler = asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
-			if _, ok := errors.AsType[*RequeueError](err); !ok {
+			if _, ok := errors.AsType[*ParkedError](err); !ok {
 				h.HandleError(ctx, t, err)
 			}
 		})
 	}
-	return cfg, st
+	cfg.Logger = client.Logger(cfg.Logger)
+
+	s.srv = asynq.NewServerFromRedisClient(client, cfg)
+	return s
 }
 
-// Server is an asynq server with the guard's hooks installed, whose
-// Shutdown first sends tasks still waiting for slots back to their queues.
-type Server struct {
-	srv   *asynq.Server
-	state *serverState
-}
-
-// NewServer returns an asynq server on the guard's Redis client, with cfg
-// passed through [Guard.ServerConfig].
-func (g *Guard) NewServer(cfg asynq.Config) *Server {
-	cfg, st := g.serverConfig(cfg)
-	return &Server{srv: asynq.NewServerFromRedisClient(g.rdb, cfg), state: st}
+// queuesOf returns the queues a server takes tasks from, the most
+// important first (asynq's default is one queue, "default").
+func queuesOf(cfg asynq.Config) []string {
+	if len(cfg.Queues) == 0 {
+		return []string{"default"}
+	}
+	out := make([]string, 0, len(cfg.Queues))
+	for q := range cfg.Queues {
+		out = append(out, q)
+	}
+	slices.SortFunc(out, func(a, b string) int { return cmp.Or(cmp.Compare(cfg.Queues[b], cfg.Queues[a]), cmp.Compare(a, b)) })
+	return out
 }
 
 // Start starts processing tasks with h, as [asynq.Server.Start] does.
-func (s *Server) Start(h asynq.Handler) error { return s.srv.Start(h) }
+func (s *Server) Start(h asynq.Handler) error {
+	if err := s.srv.Start(h); err != nil {
+		return err
+	}
+	if s.started.CompareAndSwap(false, true) {
+		s.guard.wakes.start()
+	}
+	return nil
+}
 
-// Stop stops taking new tasks, as [asynq.Server.Stop] does. Running and
-// waiting tasks go on.
-func (s *Server) Stop() { s.srv.Stop() }
-
-// Shutdown stops taking new tasks, requeues every task that is waiting for
-// a slot (with no delay, and releasing nothing it did not hold), then shuts
-// the asynq server down: running tasks get its ShutdownTimeout, and slots
-// are released as their handlers return.
-func (s *Server) Shutdown() {
+// Stop stops taking new tasks, as [asynq.Server.Stop] does. Running tasks
+// go on; goroutines holding waiting tasks let go (the tasks stay parked).
+func (s *Server) Stop() {
+	s.stop()
 	s.srv.Stop()
-	s.state.drain()
+}
+
+// Shutdown stops taking new tasks, lets go of the tasks that goroutines
+// hold while they wait for a slot (they stay parked in Redis, for any
+// worker to run), then shuts the asynq server down: running tasks get its
+// ShutdownTimeout, and slots are released as their handlers return.
+func (s *Server) Shutdown() {
+	s.stop()
+	s.srv.Stop()
 	s.srv.Shutdown()
+	if s.started.CompareAndSwap(true, false) {
+		s.guard.wakes.stop()
+	}
 }
 
 // Ping reports whether the server's Redis answers, as [asynq.Server.Ping].

@@ -105,6 +105,10 @@ func (b *bundle) start(t *testing.T, g *Guard, cfg asynq.Config, h asynq.Handler
 	return srv
 }
 
+// queue2key names one of asynq's keys of the bundle's queue, such as
+// "active" or "lease".
+func (b *bundle) queue2key(suffix string) string { return "asynq:{" + b.queue + "}:" + suffix }
+
 func (b *bundle) enqueue(t *testing.T, typ string, payload []byte, opts ...asynq.Option) *asynq.TaskInfo {
 	t.Helper()
 	info, err := b.client.Enqueue(asynq.NewTask(typ, payload), append([]asynq.Option{asynq.Queue(b.queue)}, opts...)...)
@@ -202,4 +206,28 @@ func holdSlot(t *testing.T, s *limiter.Semaphore) func() {
 		t.Fatal(err)
 	}
 	return func() { _ = p.Release(context.Background()) }
+}
+
+// apiConfig guards "api:*" tasks with one rule of the given limit.
+func apiConfig(limit int) Config {
+	return Config{Rules: []Rule{{Name: "api", TaskTypes: []string{"api:*"}, Limit: limit}}}
+}
+
+// semIdle reports whether s has nothing held and nobody waiting.
+func semIdle(t *testing.T, s *limiter.Semaphore) func() bool {
+	return func() bool {
+		info, err := s.Info(context.Background())
+		return err == nil && info.Held == 0 && info.Waiting == 0
+	}
+}
+
+// countHook counts the commands a client sends.
+type countHook struct{ n *atomic.Int32 }
+
+func (h countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
+}
+func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { h.n.Add(int32(len(cmds))); return next(ctx, cmds) }
 }

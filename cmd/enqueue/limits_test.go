@@ -58,7 +58,6 @@ worker:
   shutdown_timeout: 5s
 limits:
   prefix: %s
-  acquire_timeout: 60s
   rules:
     - name: lim
       task_types: ["slow:*"]

@@ -81,7 +81,6 @@ const (
 // demo:* tasks under a limit of 2.
 const demoConfig = `
 limits:
-  acquire_timeout: 5s
   rules:
     - name: demo
       task_types: ["demo:*"]

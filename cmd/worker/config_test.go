@@ -28,7 +28,7 @@ func TestCheckReportsEveryBadConfigWithFieldAndLine(t *testing.T) {
 		{"unknown key", "worker:\n  concurency: 5\n", []string{"worker.concurency (line 2): unknown key"}},
 		{"unknown section", "limitz: {}\n", []string{"limitz (line 1): unknown key"}},
 		{"limit 0", "limits:\n  rules:\n    - name: a\n      task_types: [x]\n      limit: 0\n", []string{"limits.rules[0].limit (line 5): must be at least 1"}},
-		{"bad duration", "limits:\n  acquire_timeout: 5 parsecs\n", []string{"limits.acquire_timeout (line 2): must be a duration"}},
+		{"bad duration", "limits:\n  park_after: 5 parsecs\n", []string{"limits.park_after (line 2): must be a duration"}},
 		{"unknown key in limits", "limits:\n  leese: 1s\n", []string{"limits.leese (line 2): unknown key"}},
 		{"duplicate top-level key", "worker: {}\nlimits: {}\nworker: {}\n", []string{"worker (line 3): duplicate key: also set at line 1"}},
 		{"duplicate limits section", "limits:\n  lease: 1s\nlimits:\n  lease: 2s\n", []string{"limits (line 3): duplicate key: also set at line 1"}},

@@ -218,7 +218,6 @@ func TestDashboardInBrowserShowsRealStateAndChangesALimit(t *testing.T) {
 redis:
   url: `+emb.URL()+`
 limits:
-  acquire_timeout: 2m
   rules:
     - name: demo
       task_types: ["demo:*"]

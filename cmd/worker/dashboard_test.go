@@ -135,7 +135,7 @@ func TestDashboardStateShowsLimitsHoldersWaitsAndQueues(t *testing.T) {
 	p1 := s.hold(t, "api", "task-1 api:call host-a:10", 40*time.Millisecond)
 	s.hold(t, "api", "task-2 api:call host-b:20", 200*time.Millisecond)
 	s.hold(t, "cust/acme", "task-3 cust:sync host-a:10", 0)
-	s.events.record(worker.Event{Kind: worker.EventRequeued, Rule: "api", Semaphore: "api"})
+	s.events.record(worker.Event{Kind: worker.EventParked, Rule: "api", Semaphore: "api"})
 	s.events.record(worker.Event{Kind: worker.EventLeaseLost, Rule: "api", Semaphore: "api"})
 
 	st, _ := getState(t, s.admin.handler(), "127.0.0.1:9090", "")
@@ -157,7 +157,7 @@ func TestDashboardStateShowsLimitsHoldersWaitsAndQueues(t *testing.T) {
 		t.Fatalf("holder of task-1: %+v (fence want %d)", h, p1.Fence())
 	}
 	ev := api.Events
-	if ev.Acquired != 2 || ev.WaitP50 != 40 || ev.WaitP99 != 200 || ev.RequeuesPerMin != 1 || ev.LeaseLost != 1 || len(ev.Series) != bucketCount {
+	if ev.Acquired != 2 || ev.WaitP50 != 40 || ev.WaitP99 != 200 || ev.ParkedPerMin != 1 || ev.LeaseLost != 1 || len(ev.Series) != bucketCount {
 		t.Fatalf("api events: %+v", ev)
 	}
 	wantQueues := []queueState{{Queue: "w-dash-never-used"}, {Queue: queue, Pending: 2, Scheduled: 1}} // sorted

@@ -12,7 +12,7 @@ import (
 
 // recorder keeps the last few minutes of this worker's guard events for the
 // dashboard, per semaphore, in fixed time buckets: a sample of acquire waits,
-// and counts of acquires, requeues and lease losses. It is fed from the
+// and counts of acquires, parks and lease losses. It is fed from the
 // guard's OnEvent hook, so record takes one short lock and touches no Redis.
 type recorder struct {
 	now   func() time.Time
@@ -34,15 +34,15 @@ const (
 const window = bucketWidth * bucketCount
 
 type bucket struct {
-	slot                          int64 // start time / bucketWidth: which window this bucket holds
-	acquired, requeued, leaseLost int
-	waits                         []time.Duration // a uniform sample of the acquires' waits
+	slot                        int64 // start time / bucketWidth: which window this bucket holds
+	acquired, parked, leaseLost int
+	waits                       []time.Duration // a uniform sample of the acquires' waits
 }
 
 type semEvents struct {
 	buckets        [bucketCount]bucket
 	leaseLostTotal int64
-	requeuedTotal  int64
+	parkedTotal    int64
 	holding        int // slots this worker's tasks hold now: acquired minus released
 	last           time.Time
 }
@@ -54,7 +54,7 @@ func newRecorder() *recorder {
 // record is the guard's OnEvent hook.
 func (r *recorder) record(e worker.Event) {
 	switch e.Kind {
-	case worker.EventAcquired, worker.EventRequeued, worker.EventLeaseLost:
+	case worker.EventAcquired, worker.EventParked, worker.EventRequeued, worker.EventLeaseLost:
 	case worker.EventReleased:
 		r.mu.Lock()
 		if s := r.sems[e.Semaphore]; s != nil && s.holding > 0 {
@@ -93,9 +93,9 @@ func (r *recorder) record(e worker.Event) {
 		} else if i := rand.IntN(b.acquired); i < samplesPerBucket {
 			b.waits[i] = e.Waited
 		}
-	case worker.EventRequeued:
-		b.requeued++
-		s.requeuedTotal++
+	case worker.EventParked:
+		b.parked++
+		s.parkedTotal++
 	case worker.EventLeaseLost:
 		b.leaseLost++
 		s.leaseLostTotal++
@@ -138,11 +138,11 @@ func (s *semEvents) bucket(t time.Time) *bucket {
 type eventStats struct {
 	WaitP50        float64     `json:"wait_p50_ms"` // over the window
 	WaitP99        float64     `json:"wait_p99_ms"`
-	Acquired       int         `json:"acquired"`            // in the window
-	RequeuesPerMin int         `json:"requeues_per_minute"` // in the last minute
-	LeaseLost      int         `json:"lease_lost"`          // in the window
-	LeaseLostTotal int64       `json:"lease_lost_total"`    // since this worker started
-	RequeuedTotal  int64       `json:"requeued_total"`
+	Acquired       int         `json:"acquired"`          // in the window
+	ParkedPerMin   int         `json:"parked_per_minute"` // in the last minute
+	LeaseLost      int         `json:"lease_lost"`        // in the window
+	LeaseLostTotal int64       `json:"lease_lost_total"`  // since this worker started
+	ParkedTotal    int64       `json:"parked_total"`
 	WindowSeconds  int         `json:"window_seconds"`
 	Series         []waitPoint `json:"series"` // one per bucket, oldest first
 	BucketSeconds  int         `json:"bucket_seconds"`
@@ -175,7 +175,7 @@ func (r *recorder) stats(name string) eventStats {
 				st.Acquired += b.acquired
 				st.LeaseLost += b.leaseLost
 				if slot > cur-int64(time.Minute/bucketWidth) {
-					st.RequeuesPerMin += b.requeued
+					st.ParkedPerMin += b.parked
 				}
 				if len(b.waits) > 0 {
 					w := float64(b.acquired) / float64(len(b.waits))
@@ -191,7 +191,7 @@ func (r *recorder) stats(name string) eventStats {
 		st.Series = append(st.Series, p)
 	}
 	if s != nil {
-		st.LeaseLostTotal, st.RequeuedTotal = s.leaseLostTotal, s.requeuedTotal
+		st.LeaseLostTotal, st.ParkedTotal = s.leaseLostTotal, s.parkedTotal
 	}
 	st.WaitP50, st.WaitP99 = -1, -1
 	if len(all) > 0 {
@@ -202,7 +202,7 @@ func (r *recorder) stats(name string) eventStats {
 
 // activity returns, for each semaphore with recent events, how busy this
 // worker keeps it: the slots its tasks hold now first, then its acquires
-// and requeues in the window. The dashboard ranks limiters by it without a
+// and parks in the window. The dashboard ranks limiters by it without a
 // Redis round trip.
 func (r *recorder) activity() map[string]int {
 	cur := slotOf(r.now())
@@ -213,7 +213,7 @@ func (r *recorder) activity() map[string]int {
 		n := 0
 		for i := range s.buckets {
 			if b := &s.buckets[i]; b.slot > cur-bucketCount {
-				n += b.acquired + b.requeued
+				n += b.acquired + b.parked
 			}
 		}
 		if score := s.holding<<20 + min(n, 1<<20-1); score > 0 {

@@ -64,19 +64,19 @@ func TestRecorderSamplesBusyBucketsByWeight(t *testing.T) {
 func TestRecorderForgetsEventsOutsideItsWindow(t *testing.T) {
 	r, clock := newTestRecorder()
 	r.record(acquired("api", time.Second))
-	r.record(worker.Event{Kind: worker.EventRequeued, Rule: "api", Semaphore: "api"})
+	r.record(worker.Event{Kind: worker.EventParked, Rule: "api", Semaphore: "api"})
 	r.record(worker.Event{Kind: worker.EventLeaseLost, Rule: "api", Semaphore: "api"})
-	if st := r.stats("api"); st.RequeuesPerMin != 1 || st.LeaseLost != 1 {
+	if st := r.stats("api"); st.ParkedPerMin != 1 || st.LeaseLost != 1 {
 		t.Fatalf("now: %+v", st)
 	}
 	clock.t = clock.t.Add(time.Minute + bucketWidth)
-	if st := r.stats("api"); st.RequeuesPerMin != 0 || st.LeaseLost != 1 || st.Acquired != 1 {
-		t.Fatalf("a minute later: requeues/min %d, lease lost %d, acquired %d", st.RequeuesPerMin, st.LeaseLost, st.Acquired)
+	if st := r.stats("api"); st.ParkedPerMin != 0 || st.LeaseLost != 1 || st.Acquired != 1 {
+		t.Fatalf("a minute later: parked/min %d, lease lost %d, acquired %d", st.ParkedPerMin, st.LeaseLost, st.Acquired)
 	}
 	clock.t = clock.t.Add(window)
 	r.record(acquired("api", time.Millisecond)) // reuses a stale bucket
 	st := r.stats("api")
-	if st.Acquired != 1 || st.WaitP99 != 1 || st.LeaseLost != 0 || st.LeaseLostTotal != 1 || st.RequeuedTotal != 1 {
+	if st.Acquired != 1 || st.WaitP99 != 1 || st.LeaseLost != 0 || st.LeaseLostTotal != 1 || st.ParkedTotal != 1 {
 		t.Fatalf("after the window: %+v", st)
 	}
 }

@@ -200,13 +200,16 @@ func logEvent(log *slog.Logger, e worker.Event) {
 	switch e.Kind {
 	case worker.EventAcquired:
 		log.Debug("slot acquired", "task_id", e.Task.ID, "type", e.Task.Type, "limiter", e.Semaphore, "waited", e.Waited.Round(time.Millisecond))
+	case worker.EventParked:
+		log.Debug("task parked: waits for a slot in Redis", "task_id", e.Task.ID, "type", e.Task.Type, "limiter", e.Semaphore)
+	case worker.EventWoken:
+		log.Debug("parked task woken: its slot is reserved", "task_id", e.Task.ID, "type", e.Task.Type, "limiter", e.Semaphore, "waited", e.Waited.Round(time.Millisecond))
 	case worker.EventRequeued:
-		args := []any{"task_id", e.Task.ID, "type", e.Task.Type, "limiter", e.Semaphore,
-			"waited", e.Waited.Round(time.Millisecond), "delay", e.Delay.Round(time.Millisecond), "attempt", e.Attempt, "reason", requeueReason(e.Err)}
-		if requeueReason(e.Err) == "redis_error" {
-			args = append(args, "error", redisconn.Redact(e.Err.Error()))
-		}
-		log.Info("task requeued", args...)
+		log.Info("task requeued", "task_id", e.Task.ID, "type", e.Task.Type,
+			"delay", e.Delay.Round(time.Millisecond), "attempt", e.Attempt, "reason", requeueReason(e.Err))
+	case worker.EventRedisError:
+		log.Warn("Redis error while a task waited for its slot; trying again", "task_id", e.Task.ID, "limiter", e.Semaphore,
+			"error", redisconn.Redact(e.Err.Error()))
 	case worker.EventLeaseLost:
 		log.Warn("slot lease lost: task cancelled", "task_id", e.Task.ID, "type", e.Task.Type, "limiter", e.Semaphore)
 	case worker.EventReleased:

@@ -81,7 +81,8 @@ type limiterState struct {
 	Limit     int           `json:"limit"`
 	Held      int           `json:"held"`
 	Free      int           `json:"free"`
-	Waiting   int           `json:"waiting"`
+	Waiting   int           `json:"waiting"` // parked tasks included
+	Parked    int           `json:"parked"`
 	Fence     int64         `json:"fence"`
 	Holders   []holderState `json:"holders"`
 	ReadAt    time.Time     `json:"read_at"`
@@ -203,7 +204,7 @@ func (r *stateReader) readOne(ctx context.Context, name string) limiterState {
 		st.ReadError = err.Error()
 		return st
 	}
-	st.Limit, st.Held, st.Free, st.Waiting, st.Fence = info.Limit, info.Held, info.Free, info.Waiting, info.Fence
+	st.Limit, st.Held, st.Free, st.Waiting, st.Parked, st.Fence = info.Limit, info.Held, info.Free, info.Waiting, info.Parked, info.Fence
 	for _, h := range info.Holders {
 		st.Holders = append(st.Holders, holderState{Token: h.Token, Label: h.Label, Weight: h.Weight, Fence: h.Fence, LeaseLeft: h.LeaseLeft.Seconds()})
 	}
@@ -251,6 +252,7 @@ type ruleState struct {
 	Limit       int // unpartitioned rules: the stored limit, held slots and waiters
 	Held        int
 	Waiting     int
+	Parked      int
 	Read        bool // the unpartitioned rule's limiter has been used and was read
 }
 
@@ -286,7 +288,7 @@ func (r *stateReader) ruleStates(ctx context.Context) ([]ruleState, error) {
 			continue
 		}
 		rs := &out[index[name]]
-		rs.Limit, rs.Held, rs.Waiting, rs.Read = st.Limit, st.Held, st.Waiting, true
+		rs.Limit, rs.Held, rs.Waiting, rs.Parked, rs.Read = st.Limit, st.Held, st.Waiting, st.Parked, true
 	}
 	return out, firstErr
 }

@@ -72,13 +72,18 @@ func countOutcomes(m *metrics, hs taskHandlers, next asynq.Handler) asynq.Handle
 	})
 }
 
+// outcome names what became of a task: it ran (success or failure), it
+// was parked to wait for a slot, or its handler asked to run it again later
+// (busy for an HTTP 429 or 503, requeued otherwise).
 func outcome(err error) string {
-	var rq *worker.RequeueError
+	var parked *worker.ParkedError
 	var busy *handlers.BusyError
 	switch {
-	case errors.As(err, &busy):
+	case errors.As(err, &parked) && parked.Rule != "":
+		return "parked"
+	case errors.As(err, &parked) && errors.As(parked.Cause, &busy), errors.As(err, &busy):
 		return "busy"
-	case errors.As(err, &rq):
+	case errors.As(err, &parked):
 		return "requeued"
 	case err != nil:
 		return "failure"

@@ -42,7 +42,7 @@ type settings struct {
 	limit                  int
 	servers, concurrency   int
 	maxWaiting             int
-	work, acquireTimeout   time.Duration
+	work, parkAfter        time.Duration
 	timeout                time.Duration
 	partition              bool
 }
@@ -58,10 +58,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.IntVar(&s.quietTasks, "quiet-tasks", 4, "tasks each quiet tenant enqueues, after the noisy ones")
 	fs.IntVar(&s.limit, "limit", 2, "slots per tenant")
 	fs.IntVar(&s.servers, "servers", 2, "asynq servers")
-	fs.IntVar(&s.concurrency, "concurrency", 60, "asynq Concurrency of each server (a task waiting for a slot holds one)")
+	fs.IntVar(&s.concurrency, "concurrency", 10, "asynq Concurrency of each server (a task waiting for a slot is parked in Redis and holds none)")
 	fs.IntVar(&s.maxWaiting, "max-waiting", 0, "the rule's max_waiting (0: no cap)")
+	fs.DurationVar(&s.parkAfter, "park-after", 0, "the guard's park_after: how long a waiting task keeps its goroutine")
 	fs.DurationVar(&s.work, "work", 50*time.Millisecond, "how long each task runs")
-	fs.DurationVar(&s.acquireTimeout, "acquire-timeout", 10*time.Second, "the rule's acquire_timeout")
 	fs.DurationVar(&s.timeout, "timeout", time.Minute, "give up when the tasks are not done by then")
 	fs.BoolVar(&s.partition, "partition", true, "partition the limit by tenant_id; false: one limit of limit x tenants for all")
 	if err := fs.Parse(args); err != nil {
@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	cfg := worker.Config{
 		Prefix:          prefix,
-		AcquireTimeout:  s.acquireTimeout,
+		ParkAfter:       s.parkAfter,
 		RequeueMinDelay: 100 * time.Millisecond,
 		RequeueMaxDelay: 500 * time.Millisecond,
 		Rules:           []worker.Rule{rule},

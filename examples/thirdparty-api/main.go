@@ -163,7 +163,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 func startServers(conn *exampleredis.Conn, s settings, queue, prefix string, call asynq.HandlerFunc) ([]func(), error) {
 	cfg := worker.Config{
 		Prefix:          prefix,
-		AcquireTimeout:  s.timeout,
 		RequeueMinDelay: 100 * time.Millisecond,
 		Rules:           []worker.Rule{{Name: "thirdparty-api", TaskTypes: []string{"api:*"}, Limit: s.limit}},
 	}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -128,4 +129,30 @@ func clean(db int, pattern string) {
 	c := redis.NewClient(&redis.Options{Addr: redistest.Addr(), DB: db})
 	defer c.Close()
 	redistest.DeletePrefix(c, pattern[:len(pattern)-1])
+}
+
+// Log is an asynq logger that keeps the warnings and errors asynq logs, so
+// that a test can check that it logged none; it drops the rest.
+type Log struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *Log) keep(level string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, level+": "+fmt.Sprint(args...))
+}
+
+func (l *Log) Debug(...any)      {}
+func (l *Log) Info(...any)       {}
+func (l *Log) Warn(args ...any)  { l.keep("WARN", args...) }
+func (l *Log) Error(args ...any) { l.keep("ERROR", args...) }
+func (l *Log) Fatal(args ...any) { l.keep("FATAL", args...) }
+
+// String returns the kept lines, one per line.
+func (l *Log) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
 }

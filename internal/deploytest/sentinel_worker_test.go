@@ -91,7 +91,7 @@ func TestSentinelFailoverWorkersFollowAndLoseNoTask(t *testing.T) {
 	}
 
 	api := newServed()
-	cfg := worker.Config{AcquireTimeout: 20 * time.Second, Lease: 5 * time.Second,
+	cfg := worker.Config{Lease: 5 * time.Second,
 		Rules: []worker.Rule{{Name: "api", TaskTypes: []string{"api:*"}, Limit: limit}}}
 	guardServers(t, rdb, cfg, queue, 2, api.handler(20*time.Millisecond))
 
@@ -112,7 +112,14 @@ func TestSentinelFailoverWorkersFollowAndLoseNoTask(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			q, err := asynq.NewInspectorFromRedisClient(rdb).GetQueueInfo(queue)
+			ins := asynq.NewInspectorFromRedisClient(rdb)
+			q, err := ins.GetQueueInfo(queue)
+			active, _ := ins.ListActiveTasks(queue)
+			for _, a := range active {
+				h, _ := rdb.HGetAll(context.Background(), "asynq:{"+queue+"}:t:"+a.ID).Result()
+				lease, _ := rdb.ZScore(context.Background(), "asynq:{"+queue+"}:lease", a.ID).Result()
+				t.Logf("still active: %+v; lease %v (now %d); hash fields %v", a, lease, time.Now().Unix(), keysOf(h))
+			}
 			t.Fatalf("not every task completed: %d of %d ran; queue %+v, %v", api.Distinct(), tasks, q, err)
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -132,4 +139,14 @@ func TestSentinelFailoverWorkersFollowAndLoseNoTask(t *testing.T) {
 	t.Logf("sentinel failover (master SIGKILLed once after %d of %d tasks): promoted after %v, tasks running again after %v, all done %v after; "+
 		"%d tasks run, 0 lost, 0 archived, peak %d of limit %d, %d duplicates, 0 slots leaked",
 		before, tasks, promoted.Round(time.Millisecond), resumed.Round(time.Millisecond), recovered.Round(time.Millisecond), tasks, api.peak.Load(), limit, api.Duplicates())
+}
+
+func keysOf(h map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range h {
+		if k != "msg" {
+			out[k] = v
+		}
+	}
+	return out
 }

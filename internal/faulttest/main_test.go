@@ -55,7 +55,6 @@ worker:
   task_check_interval: 200ms
 limits:
   prefix: %s
-  acquire_timeout: 10s
   lease: %s
   rules:
     - name: %s

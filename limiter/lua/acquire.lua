@@ -141,8 +141,7 @@ if st.nq == 0 then
   if st.used + w > st.limit then reap(now_ms()) end
   if st.used + w <= st.limit then
     if mode == 'check' then return finish({2, st.fence, st.born, 0}) end
-    local fence = st.fence + 1
-    set('fence', fence)
+    local fence = next_fence()
     set('used', st.used + w)
     redis.call('ZADD', KEYS[2], int(now_ms() + lease), token)
     redis.call('HSET', KEYS[4], token .. '#', int(fence))

@@ -42,20 +42,20 @@
 local st = {}  -- the state hash's fields, loaded by load_state
 local dirty = {}
 local emptied = {} -- process counts that fell to 0: deleted by save
-local now_cache
-
-local function now_ms()
-  if not now_cache then
-    local t = redis.call('TIME')
-    now_cache = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
-  return now_cache
-end
+local now_cache, now_us_cache -- the Redis clock, read once per call
 
 local function now_us()
-  local t = redis.call('TIME')
-  now_cache = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+  if not now_us_cache then
+    local t = redis.call('TIME')
+    now_cache = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    now_us_cache = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+  return now_us_cache
+end
+
+local function now_ms()
+  now_us()
+  return now_cache
 end
 
 local function int(x)
@@ -65,6 +65,17 @@ end
 local function set(field, value)
   st[field] = value
   dirty[field] = true
+end
+
+-- next_fence takes the next fence: one above the last, and at least the
+-- Redis clock in microseconds. A state that survived a loss of its last
+-- grants (a failover to a replica that missed them, an AOF that lost its
+-- last second) so still hands out fences above the lost ones, unless grants
+-- outran a million a second.
+local function next_fence()
+  local fence = math.max(st.fence + 1, now_us())
+  set('fence', fence)
+  return fence
 end
 
 -- load_state reads the state hash, creating it (in memory; save writes
@@ -345,8 +356,7 @@ local function promote(first)
       break
     else
       unqueue(head)
-      local fence = st.fence + 1
-      set('fence', fence)
+      local fence = next_fence()
       set('used', st.used + w)
       redis.call('HSET', KEYS[4], head .. '#', int(fence))
       if ticket then

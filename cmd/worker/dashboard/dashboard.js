@@ -201,8 +201,8 @@ function makeCard(l) {
     title.append(el("span", "sep", " / "), el("span", "partition", l.partition === "" ? "(no value)" : l.partition));
   }
   const c = { root };
-  const counts = ["limit", "held", "free", "waiting"].map((k) => stat(k, "v-" + k));
-  [c.limit, c.held, c.free, c.waiting] = counts.map((s) => s.v);
+  const counts = ["limit", "held", "free", "waiting", "parked"].map((k) => stat(k, "v-" + k));
+  [c.limit, c.held, c.free, c.waiting, c.parked] = counts.map((s) => s.v);
   c.fill = el("div", "fill");
   const bar = el("div", "bar", c.fill);
   bar.setAttribute("role", "meter");
@@ -210,8 +210,8 @@ function makeCard(l) {
   c.bar = bar;
   c.util = el("span", "util");
 
-  const waits = ["wait p50", "wait p99", "requeues/min", "lease losses"].map((k, i) => stat(k, ["v-p50", "v-p99", "v-requeues", "v-leaselost"][i]));
-  [c.p50, c.p99, c.requeues, c.leaseLost] = waits.map((s) => s.v);
+  const waits = ["wait p50", "wait p99", "parked/min", "lease losses"].map((k, i) => stat(k, ["v-p50", "v-p99", "v-parkedmin", "v-leaselost"][i]));
+  [c.p50, c.p99, c.parkedPerMin, c.leaseLost] = waits.map((s) => s.v);
   c.chart = document.createElementNS(SVG, "svg");
   c.chart.setAttribute("class", "chart");
   c.chart.setAttribute("viewBox", "0 0 300 64");
@@ -262,6 +262,7 @@ function updateCard(c, l) {
   setText(c.held, String(l.held));
   setText(c.free, String(l.free));
   setText(c.waiting, String(l.waiting));
+  setText(c.parked, String(l.parked || 0));
   const pct = l.limit > 0 ? Math.round((100 * l.held) / l.limit) : 0;
   c.fill.style.width = Math.min(100, pct) + "%";
   c.bar.className = "bar" + (pct >= 100 ? " full" : pct >= 80 ? " high" : "");
@@ -273,7 +274,7 @@ function updateCard(c, l) {
   const ev = l.events;
   setText(c.p50, fmtMs(ev.wait_p50_ms));
   setText(c.p99, fmtMs(ev.wait_p99_ms));
-  setText(c.requeues, String(ev.requeues_per_minute));
+  setText(c.parkedPerMin, String(ev.parked_per_minute));
   setText(c.leaseLost, ev.lease_lost + (ev.lease_lost_total > ev.lease_lost ? " (" + ev.lease_lost_total + " total)" : ""));
   c.leaseLost.classList.toggle("bad", ev.lease_lost > 0);
   drawChart(c, ev.series || []);
