@@ -1,6 +1,7 @@
 package limiter
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"strings"
@@ -124,5 +125,30 @@ func TestAHubLetsGoOfAClosedClient(t *testing.T) {
 			}
 		}
 		return true
+	})
+}
+
+func TestAValueIsIdleOnlyWithNothingInFlight(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		s := newSem(t, b, "inflight", 1, &Options{SleepDelay: 20 * time.Millisecond})
+		if !s.Idle() {
+			t.Fatal("a new value is not idle")
+		}
+		p := mustAcquire(t, s)
+		if s.Idle() {
+			t.Fatal("idle while it holds a permit")
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		w := acquireAsync(ctx, s)
+		waitingIs(t, s, 1)
+		mustRelease(t, p)
+		r := granted(t, w, 3*time.Second)
+		if s.Idle() {
+			t.Fatal("idle while it holds the waiter's permit")
+		}
+		mustRelease(t, r.p)
+		cancel()
+		// The poller stops at its next round once nothing waits.
+		wait.Until(t, 5*time.Second, "the value to be idle", s.Idle)
 	})
 }

@@ -29,6 +29,18 @@ func (s *Semaphore) noteTickets(queued, claim int64) {
 	s.mu.Unlock()
 }
 
+// watchTickets records what a reply said of the semaphore's tickets (see
+// noteTickets) and, when this value handles tickets and some are there,
+// makes sure it polls: the process that queued them may have died, and
+// their grants (a lease that runs out, a reservation nobody takes up) then
+// need another process's poll.
+func (s *Semaphore) watchTickets(queued, claim int64) {
+	s.noteTickets(queued, claim)
+	if s.opts.OnReservation != nil && (queued > 0 || claim >= 0) {
+		s.startPolling(-1)
+	}
+}
+
 // poke asks the poller for an early poll.
 func (s *Semaphore) poke() {
 	select {

@@ -97,6 +97,18 @@ func New(rdb redis.UniversalClient, name string, limit int, opts *Options) (*Sem
 // Name returns the semaphore's name.
 func (s *Semaphore) Name() string { return s.name }
 
+// Idle reports whether this value has nothing in flight: no Acquire or
+// AcquireTicket waiting, no held permit, no ticket it catches, and no
+// safety-net poll running. An idle value holds nothing that the semaphore
+// in Redis depends on, so a caller that keeps one value per name (one per
+// tenant, say) may drop it and make a new one with [New] when the name is
+// used again.
+func (s *Semaphore) Idle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.waiters) == 0 && len(s.permits) == 0 && len(s.catching) == 0 && !s.polling
+}
+
 // TryAcquire takes a slot only if one is free now and nobody is queued for
 // it; it never waits and never queues. Waiters of processes that stopped
 // heartbeating do not count. It returns [ErrNoSlot] when it could not,
@@ -218,6 +230,7 @@ func (s *Semaphore) callRelease(ctx context.Context, token string, taken bool) (
 	if err != nil {
 		return 0, 0, err
 	}
+	s.watchTickets(head[2], head[3])
 	s.deliver(grants)
 	return head[0], head[1], nil
 }

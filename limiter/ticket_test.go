@@ -236,3 +236,26 @@ func TestARejectedTicketIsReportedAndCleared(t *testing.T) {
 		}
 	})
 }
+
+func TestAValueThatSeesQueuedTicketsInItsReleaseReplyPollsForThem(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		// A process holds one slot of two and queues a ticket of weight 2,
+		// then dies. The survivor never queued a ticket: it learns of that
+		// one from its own release's reply, and polls, so that when the
+		// dead holder's lease runs out its poll makes the grant and its
+		// OnReservation wakes the ticket's task.
+		got := reservations(make(chan Reservation, 4))
+		survivor := newSem(t, b, "orphaned", 2, got.options(Options{}))
+		gone := newSem(t, b, "orphaned", 2, &Options{Lease: 300 * time.Millisecond})
+		dead := mustAcquire(t, gone)
+		crash(dead)
+		mine := mustAcquire(t, survivor)
+		if _, tk, err := gone.AcquireTicket(t.Context(), "task-2", "payload-2", 0, WithWeight(2)); err != nil || tk == nil {
+			t.Fatalf("AcquireTicket: %v %v", tk, err)
+		}
+		mustRelease(t, mine)
+		if res := got.next(t, 3*time.Second); res.Payload != "payload-2" || res.Rejected() {
+			t.Fatalf("reservation %+v", res)
+		}
+	})
+}

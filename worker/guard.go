@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +48,7 @@ type Guard struct {
 	mu       sync.Mutex
 	sems     map[string]*limiter.Semaphore
 	catching map[string]int // this process's goroutines holding a waiting task, by semaphore
+	parts    partitions
 }
 
 // New returns a guard for cfg's rules on rdb, which must be the client (and
@@ -73,6 +75,7 @@ func New(rdb redis.UniversalClient, cfg Config, opts *Options) (*Guard, error) {
 		backoff:  o.Backoff,
 		sems:     map[string]*limiter.Semaphore{},
 		catching: map[string]int{},
+		parts:    partitions{used: map[string]time.Time{}, idleAfter: partitionIdle},
 	}
 	g.lopts = limiter.Options{
 		Prefix:        cfg.Prefix,
@@ -132,6 +135,8 @@ func (g *Guard) Middleware(next asynq.Handler) asynq.Handler {
 func (g *Guard) semaphore(n need) *limiter.Semaphore {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	now := time.Now()
+	g.dropIdleLocked(now)
 	s := g.sems[n.sem]
 	if s == nil {
 		var err error
@@ -141,20 +146,31 @@ func (g *Guard) semaphore(n need) *limiter.Semaphore {
 		}
 		g.sems[n.sem] = s
 	}
+	if n.rule.PartitionBy != "" {
+		g.parts.used[n.sem] = now
+	}
 	return s
 }
 
-// semaphoreNamed returns the semaphore this guard made for name, if any.
+// semaphoreNamed returns the semaphore for name, a rule's or one of its
+// partitions', making it again if it was dropped; nil when no rule has
+// that name.
 func (g *Guard) semaphoreNamed(name string) *limiter.Semaphore {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.sems[name]
+	ruleName, _, _ := strings.Cut(name, "/")
+	for _, r := range g.rules {
+		if r.Name == ruleName {
+			return g.semaphore(need{rule: r, sem: name})
+		}
+	}
+	return nil
 }
 
-// Semaphores returns the semaphores used so far, sorted by name: one per
-// rule, and one per partition seen for partitioned rules.
+// Semaphores returns the semaphores in use, sorted by name: one per rule
+// used so far, and one per partition used in the last 10 minutes or still
+// holding or waiting for a slot in this process.
 func (g *Guard) Semaphores() []*limiter.Semaphore {
 	g.mu.Lock()
+	g.dropIdleLocked(time.Now())
 	out := make([]*limiter.Semaphore, 0, len(g.sems))
 	for _, s := range g.sems {
 		out = append(out, s)

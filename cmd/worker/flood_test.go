@@ -26,10 +26,10 @@ const floodEnv = "SLOTGUARD_FLOOD"
 // its own partition value costs: it runs the worker binary with a
 // partitioned rule, enqueues one task per distinct tenant, and once all
 // have run reports the limiter's Redis keys, the worker's RSS, and the size
-// and time of /api/state, /limits and /metrics. It asserts only what this
-// branch bounds (the answers' sizes and times); the keys and the RSS depend
-// on the idle cleanup of partition semaphores in Redis and in the guard.
-// Run: SLOTGUARD_FLOOD=100000 go test -run TestPartitionFloodFigures -v -timeout 30m ./cmd/worker
+// and time of /api/state, /limits and /metrics, and with
+// SLOTGUARD_FLOOD_IDLE=11m the keys and memory again once the partitions
+// have been idle that long. It asserts only the answers' sizes and times.
+// Run: SLOTGUARD_FLOOD=100000 SLOTGUARD_FLOOD_IDLE=11m go test -run TestPartitionFloodFigures -v -timeout 60m ./cmd/worker
 func TestPartitionFloodFigures(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv(floodEnv))
 	if n <= 0 {
@@ -92,13 +92,20 @@ log:
 	wait.Until(t, 30*time.Minute, "every task to run", func() bool { return queueEmpty(t, queue) })
 	t.Logf("all %d tasks ran %v after the first was enqueued", n, time.Since(start).Round(time.Second))
 
-	keys := 0
-	iter := asynqtest.Client(t).Scan(t.Context(), 0, b.Prefix+":*", 10000).Iterator()
-	for iter.Next(t.Context()) {
-		keys++
+	report := func(when string) {
+		keys, lasting := 0, 0
+		rdb := asynqtest.Client(t)
+		iter := rdb.Scan(t.Context(), 0, b.Prefix+":*", 10000).Iterator()
+		for iter.Next(t.Context()) {
+			keys++
+			if ttl, err := rdb.PTTL(t.Context(), iter.Val()).Result(); err == nil && ttl < 0 {
+				lasting++
+			}
+		}
+		t.Logf("%s: Redis keys under the limiter prefix: %d (%.2f per partition), %d of them without a TTL", when, keys, float64(keys)/float64(n), lasting)
+		t.Logf("%s: worker RSS %s, Go heap in use %s", when, rss(), heapInUse(w.Get("/metrics")))
 	}
-	t.Logf("Redis keys under the limiter prefix: %d (%.1f per partition)", keys, float64(keys)/float64(n))
-	t.Logf("worker RSS after the flood: %s", rss())
+	report("after the flood")
 
 	// Each GET asks for another page size, so that none is served from the
 	// one-second cache; /metrics ignores the query. The first GET lists the
@@ -124,6 +131,31 @@ log:
 			t.Errorf("GET %s: %d bytes in %v; want a page, not every limiter", path, size, worst)
 		}
 	}
+	// The idle cleanup: the server's sweeper drops partition semaphores
+	// from the guard within a minute once they are 10 minutes unused, and
+	// the limiter's keys expire after its IdleTimeout (10 minutes).
+	if d, err := time.ParseDuration(os.Getenv(floodIdleEnv)); err == nil && d > 0 {
+		time.Sleep(d)
+		time.Sleep(150 * time.Second) // the runtime forces a GC every 2 minutes
+		report(fmt.Sprintf("%v later", d+150*time.Second))
+	}
+}
+
+// floodIdleEnv, a duration, makes TestPartitionFloodFigures wait that long
+// after the flood and report the keys and memory again.
+const floodIdleEnv = "SLOTGUARD_FLOOD_IDLE"
+
+// heapInUse reads go_memstats_heap_inuse_bytes from a /metrics answer.
+func heapInUse(metrics string) string {
+	for line := range strings.Lines(string(metrics)) {
+		if v, ok := strings.CutPrefix(line, "go_memstats_heap_inuse_bytes "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return fmt.Sprintf("%.1f MB", f/(1<<20))
+			}
+		}
+	}
+	return "?"
 }
 
 // TestStateReaderMemoryFigures measures the heap the state reader keeps for

@@ -140,7 +140,7 @@ func serve(ctx context.Context, cfg fileConfig, rdb redis.UniversalClient, log *
 		"queues", queueList(cfg.Worker.Queues), "handlers", tasks.types(), "rules", ruleList(cfg.Limits))
 	g.Go(func() error {
 		<-gctx.Done()
-		log.Info("shutting down: waiting tasks go back to their queues, running ones get the shutdown timeout", "shutdown_timeout", cfg.Worker.ShutdownTimeout)
+		log.Info("shutting down: tasks waiting for a slot stay parked in Redis, running ones get the shutdown timeout", "shutdown_timeout", cfg.Worker.ShutdownTimeout)
 		running.Store(false)
 		return shutdownWithin(srv.Shutdown, cfg.Worker.ShutdownTimeout+shutdownGrace, log)
 	})

@@ -49,7 +49,7 @@ func aclWorkload(t *testing.T, addr, user, pass string, admin *redis.Client) *fa
 // aclWorkerConfig is the config of aclWorkload: limit 1, a wait cap of 1
 // and short requeue delays.
 func aclWorkerConfig(section, queue, url string) string {
-	cfg := strings.Replace(apiWorkerConfig(section, queue, url), "      limit: 2\n", "      limit: 1\n      max_waiting: 1\n", 1)
+	cfg := strings.Replace(apiWorkerConfig(section, queue, url), "      limit: 2\n", "      limit: 1\n", 1)
 	cfg = strings.Replace(cfg, "  task_check_interval: 50ms\n", "  task_check_interval: 50ms\n  delayed_task_check_interval: 100ms\n", 1)
 	return strings.Replace(cfg, "limits:\n", "limits:\n  requeue_min_delay: 50ms\n  requeue_max_delay: 100ms\n", 1)
 }

@@ -1,12 +1,14 @@
 -- release: give back a held slot, leave the queue, or clear a notice.
 -- KEYS and ARGV[1..6]: see common.lua. ARGV[7] token, ARGV[8] "1" when the
 -- token's grant was taken up (no notice or claim of it is left).
--- Returns {status, born, 0, 0} followed by the grants this call made (see
--- finish): status 1 when token held a slot, 0 when it was queued or had a
--- notice, -1 when it was none of these (its lease had expired and was
+-- Returns {status, born, nt, claim} followed by the grants this call made
+-- (see finish): status 1 when token held a slot, 0 when it was queued or
+-- had a notice, -1 when it was none of these (its lease had expired and was
 -- reaped, or a call before this one released it). born, the fence floor
 -- of this state, tells the caller whether the state was lost since its
--- grant.
+-- grant. nt is the number of queued tickets and claim the ms until the
+-- earliest ticket grant may be taken on (-1: none), so that a caller that
+-- handles tickets polls while there are any, as after poll.lua.
 local token = ARGV[7]
 local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
 local extra = {}
@@ -27,4 +29,6 @@ elseif redis.call('HEXISTS', KEYS[4], token) == 1 then
   redis.call('ZREM', KEYS[7], token)
 end
 promote(head)
-return finish({status, st.born, 0, 0})
+local claim = earliest(KEYS[7])
+claim = claim and math.max(0, claim - now_ms()) or -1
+return finish({status, st.born, st.nt, claim})
