@@ -41,6 +41,22 @@ func (s *Semaphore) watchTickets(queued, claim int64) {
 	}
 }
 
+// WatchTickets makes this value poll the semaphore, beginning at once, for
+// as long as tickets are queued or reserved in it, as it does by itself
+// after it queued a ticket or saw one in a release's reply. A process that
+// starts after others queued tickets calls it, so that grants to them (a
+// dead holder's lease that ran out, a reservation that nobody took up) are
+// made and handed to its [Options.OnReservation] even when it calls Redis
+// for the semaphore for nothing else. It does nothing without
+// OnReservation, and costs one Redis call when no ticket is there.
+func (s *Semaphore) WatchTickets() {
+	if s.opts.OnReservation == nil {
+		return
+	}
+	s.noteTickets(0, 0) // as if a claim were due now: poll at once
+	s.startPolling(-1)
+}
+
 // poke asks the poller for an early poll.
 func (s *Semaphore) poke() {
 	select {

@@ -259,3 +259,22 @@ func TestAValueThatSeesQueuedTicketsInItsReleaseReplyPollsForThem(t *testing.T) 
 		}
 	})
 }
+
+func TestWatchTicketsPollsForTicketsThatOthersQueued(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		// Every process that knew of the ticket is gone, and the slot's
+		// holder died. A process that starts then and watches the
+		// semaphore's tickets makes the grant when the lease runs out.
+		gone := newSem(t, b, "watched", 1, &Options{Lease: 300 * time.Millisecond})
+		crash(mustAcquire(t, gone))
+		if _, tk, err := gone.AcquireTicket(t.Context(), "task-3", "payload-3", 0); err != nil || tk == nil {
+			t.Fatalf("AcquireTicket: %v %v", tk, err)
+		}
+		got := reservations(make(chan Reservation, 4))
+		late := newSem(t, b, "watched", 1, got.options(Options{}))
+		late.WatchTickets()
+		if res := got.next(t, 3*time.Second); res.Payload != "payload-3" || res.Rejected() {
+			t.Fatalf("reservation %+v", res)
+		}
+	})
+}

@@ -310,3 +310,38 @@ func countStarted(ids []string, started map[string]bool) int {
 	}
 	return n
 }
+
+// TestParkedTasksRunWhenEveryWorkerThatSawThemIsGone kills the only worker,
+// which had parked tasks, while one of its tasks holds the slot; a worker
+// started afterwards runs every parked task once the dead holder's lease
+// has run out, not after park_recheck (5 minutes).
+func TestParkedTasksRunWhenEveryWorkerThatSawThemIsGone(t *testing.T) {
+	b := setup(t)
+	const tasks, limit = 6, 1
+	const lease = 2 * time.Second
+	api := &fakeapi.API{Delay: 300 * time.Millisecond, AbortOnHangup: true}
+	url := api.Start(t)
+	victim := startWorkerProc(t, b, url, limit, 5, lease)
+	for range tasks {
+		b.enqueue(t, "api:call", nil)
+	}
+	ctx := context.Background()
+	wait.Until(t, 30*time.Second, "the other tasks to be parked", func() bool { return b.queueInfo(t).Retry == tasks-1 })
+	parked, err := b.rdb.ZRange(ctx, b.queue2key("retry"), 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim.kill(t)
+	startWorkerProc(t, b, url, limit, 5, lease)
+	wait.Until(t, 20*time.Second, "every parked task to run", func() bool {
+		for _, id := range parked {
+			if !b.rdb.SIsMember(ctx, doneKey(b.prefix), id).Val() {
+				return false
+			}
+		}
+		return true
+	})
+	if p := api.Peak(); p > limit {
+		t.Fatalf("peak concurrency %d, limit %d", p, limit)
+	}
+}

@@ -140,6 +140,7 @@ func (s *Server) Start(h asynq.Handler) error {
 	}
 	if s.started.CompareAndSwap(false, true) {
 		s.guard.wakes.start()
+		s.guard.watchTickets()
 		go s.guard.sweepIdle(s.stopping)
 	}
 	return nil

@@ -44,6 +44,19 @@ func (g *Guard) wake(r limiter.Reservation) {
 	}
 }
 
+// watchTickets has the semaphore of every unpartitioned rule poll for the
+// tickets of tasks parked before this process started: when every worker
+// that knew of them is gone, the grants a dead holder's lease frees are
+// then made here, and the tasks woken, rather than after park_recheck.
+// (A partitioned rule's parked tasks wait for park_recheck then.)
+func (g *Guard) watchTickets() {
+	for _, r := range g.rules {
+		if r.PartitionBy == "" {
+			g.semaphore(need{rule: r, sem: r.Name}).WatchTickets()
+		}
+	}
+}
+
 // wakes tells idle workers of this process that a task was woken in one of
 // their queues: at once for wakes made here, and through a Pub/Sub channel
 // for wakes made by other processes.
