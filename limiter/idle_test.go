@@ -21,6 +21,7 @@ func TestOneOffSemaphoresLeaveNoKeysAndNoMemoryBehind(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
 		const n = 10000
 		const idle = 300 * time.Millisecond
+		others := pollers() // of semaphores that earlier tests left with tickets
 		opts := &Options{IdleTimeout: idle, SleepDelay: 20 * time.Millisecond, WaiterTTL: 200 * time.Millisecond}
 		runtime.GC()
 		var before runtime.MemStats
@@ -58,7 +59,7 @@ func TestOneOffSemaphoresLeaveNoKeysAndNoMemoryBehind(t *testing.T) {
 				t.Fatalf("left behind: %s (%s)", k, typ)
 			}
 		}
-		wait.Until(t, 5*time.Second, "the pollers to stop", func() bool { return pollers() == 0 })
+		wait.Until(t, 5*time.Second, "the pollers to stop", func() bool { return pollers() <= others })
 		runtime.GC()
 		var after runtime.MemStats
 		runtime.ReadMemStats(&after)

@@ -19,14 +19,29 @@ type ticketWatch struct {
 	next   time.Duration
 }
 
-// noteTickets records what a reply said of the semaphore's tickets: how
-// many are queued, and the ms until the earliest ticket grant may be taken
-// on (negative: none). A value that handles tickets polls while either is
-// there.
-func (s *Semaphore) noteTickets(queued, claim int64) {
+// noteTickets records what a reply to a call sent at sent said of the
+// semaphore's tickets: how many are queued, and the ms until the earliest
+// ticket grant may be taken on (negative: none). A value that handles
+// tickets polls while either is there. A reply that shows none is ignored
+// when its call was sent before this value last queued a ticket: Redis may
+// have run it before the ticket was queued.
+func (s *Semaphore) noteTickets(sent time.Time, queued, claim int64) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if queued == 0 && claim < 0 && sent.Before(s.ticketQueued) {
+		return
+	}
 	s.tickets = ticketWatch{active: queued > 0 || claim >= 0, next: ms(claim)}
+}
+
+// queuedTicket notes that this value has just queued a ticket: it polls
+// for it.
+func (s *Semaphore) queuedTicket(hint time.Duration) {
+	s.mu.Lock()
+	s.ticketQueued = time.Now()
+	s.tickets = ticketWatch{active: true, next: -time.Millisecond}
 	s.mu.Unlock()
+	s.startPolling(hint)
 }
 
 // watchTickets records what a reply said of the semaphore's tickets (see
@@ -34,8 +49,8 @@ func (s *Semaphore) noteTickets(queued, claim int64) {
 // makes sure it polls: the process that queued them may have died, and
 // their grants (a lease that runs out, a reservation nobody takes up) then
 // need another process's poll.
-func (s *Semaphore) watchTickets(queued, claim int64) {
-	s.noteTickets(queued, claim)
+func (s *Semaphore) watchTickets(sent time.Time, queued, claim int64) {
+	s.noteTickets(sent, queued, claim)
 	if s.opts.OnReservation != nil && (queued > 0 || claim >= 0) {
 		s.startPolling(-1)
 	}
@@ -53,7 +68,7 @@ func (s *Semaphore) WatchTickets() {
 	if s.opts.OnReservation == nil {
 		return
 	}
-	s.noteTickets(0, 0) // as if a claim were due now: poll at once
+	s.noteTickets(time.Now(), 0, 0) // as if a claim were due now: poll at once
 	s.startPolling(-1)
 }
 
@@ -193,7 +208,7 @@ func (s *Semaphore) poll() time.Duration {
 		s.noteBeat(sent, fence)
 	}
 	s.noteBorn(born)
-	s.noteTickets(queuedTickets, claim)
+	s.noteTickets(sent, queuedTickets, claim)
 	for i := 0; i+3 < len(notices); i += 4 {
 		token, _ := notices[i].(string)
 		kind, _ := notices[i+3].(string)

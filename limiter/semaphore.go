@@ -39,6 +39,9 @@ type Semaphore struct {
 	beat     beat               // the latest heartbeat that Redis ran
 	born     int64              // the fence floor of the state last seen
 	tickets  ticketWatch        // what the last reply said about tickets
+	// ticketQueued is when this value last learnt that a ticket it asked
+	// for is queued.
+	ticketQueued time.Time
 }
 
 // beat is a call that heartbeated this value's process: when it was sent,
@@ -222,6 +225,7 @@ func (s *Semaphore) callRelease(ctx context.Context, token string, taken bool) (
 	if taken {
 		flag = "1"
 	}
+	sent := time.Now()
 	res, err := scriptRelease.Run(ctx, s.rdb, s.keys.keys, s.args(token, flag)...).Slice()
 	if err != nil {
 		return 0, 0, err
@@ -230,7 +234,7 @@ func (s *Semaphore) callRelease(ctx context.Context, token string, taken bool) (
 	if err != nil {
 		return 0, 0, err
 	}
-	s.watchTickets(head[2], head[3])
+	s.watchTickets(sent, head[2], head[3])
 	s.deliver(grants)
 	return head[0], head[1], nil
 }

@@ -134,8 +134,7 @@ func (t *Ticket) askOnce(ctx context.Context) (*Permit, error) {
 	t.mu.Unlock()
 	s.noteBorn(r.born)
 	if s.opts.OnReservation != nil {
-		s.noteTickets(1, -1)
-		s.startPolling(r.hint)
+		s.queuedTicket(r.hint)
 	}
 	return nil, nil
 }

@@ -2,10 +2,12 @@ package limiter
 
 import (
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/slotguard/slotguard/internal/redistest"
+	"github.com/slotguard/slotguard/internal/wait"
 )
 
 // reservations collects what OnReservation hands a value.
@@ -113,6 +115,9 @@ func TestACaughtTicketsGrantGoesToItsWait(t *testing.T) {
 		if err != nil || tk == nil {
 			t.Fatal(tk, err)
 		}
+		// A grant published before the catcher's first subscription is
+		// confirmed reaches it only when its catch has ended.
+		subscribed(t, catcher)
 		done := make(chan result, 1)
 		go func() { p, err := tk.Wait(t.Context()); done <- result{p, err} }()
 		mustRelease(t, hold)
@@ -257,7 +262,19 @@ func TestAValueThatSeesQueuedTicketsInItsReleaseReplyPollsForThem(t *testing.T) 
 		if res := got.next(t, 3*time.Second); res.Payload != "payload-2" || res.Rejected() {
 			t.Fatalf("reservation %+v", res)
 		}
+		redeemAndRelease(t, survivor, "task-2", WithWeight(2))
 	})
+}
+
+// redeemAndRelease takes up the reservation of the ticket named key and
+// gives the slot back, so that no ticket is left for pollers to watch.
+func redeemAndRelease(t *testing.T, s *Semaphore, key string, opts ...AcquireOption) {
+	t.Helper()
+	p, tk, err := s.AcquireTicket(t.Context(), key, "", 0, opts...)
+	if err != nil || p == nil || tk != nil {
+		t.Fatalf("redeem %s: %v %v %v", key, p, tk, err)
+	}
+	mustRelease(t, p)
 }
 
 func TestWatchTicketsPollsForTicketsThatOthersQueued(t *testing.T) {
@@ -276,5 +293,61 @@ func TestWatchTicketsPollsForTicketsThatOthersQueued(t *testing.T) {
 		if res := got.next(t, 3*time.Second); res.Payload != "payload-3" || res.Rejected() {
 			t.Fatalf("reservation %+v", res)
 		}
+		redeemAndRelease(t, late, "task-3")
+	})
+}
+
+// subscribed waits until s's Pub/Sub subscription is confirmed.
+func subscribed(t *testing.T, s *Semaphore) {
+	t.Helper()
+	wait.Until(t, 5*time.Second, "the grant subscription", func() bool {
+		s.hub.mu.Lock()
+		ready := s.hub.ready
+		s.hub.mu.Unlock()
+		select {
+		case <-ready:
+			return true
+		default:
+			return false
+		}
+	})
+}
+
+func TestAPollReplyOlderThanATicketDoesNotStopItsPoller(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		// A poll runs in Redis before the ticket is queued, and its reply
+		// (no tickets) arrives after the ticket's: the poller must go on,
+		// or the ticket's grant, which no other process takes on, waits.
+		f := redistest.NewFaulty(b.Client, nil)
+		f.Delay = 300 * time.Millisecond
+		ran := make(chan struct{}, 1)
+		f.Holding = func() { ran <- struct{}{} }
+		got := reservations(make(chan Reservation, 4))
+		opts := got.options(Options{Prefix: b.Prefix})
+		s, err := New(f, "stale", 1, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var slowed atomic.Bool
+		isPoll := pollCalls(s)
+		f.Decide = func(args []any) redistest.Fault {
+			if isPoll(args) && slowed.CompareAndSwap(false, true) {
+				return redistest.SlowReply
+			}
+			return redistest.Pass
+		}
+		other := newSem(t, b, "stale", 1, nil)
+		hold := mustAcquire(t, other)
+		s.WatchTickets()
+		<-ran // the poll ran and saw no ticket; its reply is held back
+		if _, tk, err := s.AcquireTicket(t.Context(), "late", "l", 0); err != nil || tk == nil {
+			t.Fatalf("AcquireTicket: %v %v", tk, err)
+		}
+		time.Sleep(2 * f.Delay) // the old reply arrives: a shorter wait would only weaken the test
+		mustRelease(t, hold) // no caller takes the grant on but a poll
+		if res := got.next(t, 3*time.Second); res.Payload != "l" || res.Rejected() {
+			t.Fatalf("reservation %+v", res)
+		}
+		redeemAndRelease(t, s, "late")
 	})
 }

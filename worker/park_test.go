@@ -75,6 +75,8 @@ func TestAParkedTaskKeepsItsIDRetriesAndRecordAndRunsOnce(t *testing.T) {
 		}
 		delete(want, id)
 	}
+	// asynq records a task as processed after its handler returned.
+	wait.Until(t, 10*time.Second, "asynq to record every task", func() bool { return b.queueInfo(t).ProcessedTotal >= 4 })
 	qi := b.queueInfo(t)
 	if qi.Archived != 0 || qi.FailedTotal != 0 || qi.Retry != 0 || qi.ProcessedTotal != 4 {
 		t.Fatalf("queue after the run: archived %d failed %d retry %d processed %d", qi.Archived, qi.FailedTotal, qi.Retry, qi.ProcessedTotal)
@@ -209,6 +211,7 @@ func TestASlotGrantedWithinParkAfterRunsInTheGoroutineThatWaited(t *testing.T) {
 	if got := r.list(); got[0] != id {
 		t.Fatalf("ran %v", got)
 	}
+	wait.Until(t, 10*time.Second, "asynq to record the task", func() bool { return b.queueInfo(t).ProcessedTotal >= 1 })
 	qi := b.queueInfo(t)
 	if qi.Archived != 0 || qi.FailedTotal != 0 || qi.ProcessedTotal != 1 {
 		t.Fatalf("archived %d failed %d processed %d", qi.Archived, qi.FailedTotal, qi.ProcessedTotal)
