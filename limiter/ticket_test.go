@@ -344,7 +344,7 @@ func TestAPollReplyOlderThanATicketDoesNotStopItsPoller(t *testing.T) {
 			t.Fatalf("AcquireTicket: %v %v", tk, err)
 		}
 		time.Sleep(2 * f.Delay) // the old reply arrives: a shorter wait would only weaken the test
-		mustRelease(t, hold) // no caller takes the grant on but a poll
+		mustRelease(t, hold)    // no caller takes the grant on but a poll
 		if res := got.next(t, 3*time.Second); res.Payload != "l" || res.Rejected() {
 			t.Fatalf("reservation %+v", res)
 		}
