@@ -351,3 +351,26 @@ func TestAPollReplyOlderThanATicketDoesNotStopItsPoller(t *testing.T) {
 		redeemAndRelease(t, s, "late")
 	})
 }
+
+func TestAValueThatSeesAnUnwokenReservationInItsReleaseReplyTakesItOn(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		// A process that handles no tickets grants a queued ticket by its
+		// release, and nobody is told of the reservation. The survivor's
+		// own release reply shows it (no ticket queued, a claim due), so the
+		// survivor polls and takes it on.
+		got := reservations(make(chan Reservation, 4))
+		survivor := newSem(t, b, "unwoken", 2, got.options(Options{}))
+		gone := newSem(t, b, "unwoken", 2, nil)
+		mine := mustAcquire(t, survivor)
+		theirs := mustAcquire(t, gone)
+		if _, tk, err := gone.AcquireTicket(t.Context(), "task-4", "payload-4", 0); err != nil || tk == nil {
+			t.Fatalf("AcquireTicket: %v %v", tk, err)
+		}
+		mustRelease(t, theirs) // grants the ticket; gone has no OnReservation
+		mustRelease(t, mine)
+		if res := got.next(t, 3*time.Second); res.Payload != "payload-4" || res.Rejected() {
+			t.Fatalf("reservation %+v", res)
+		}
+		redeemAndRelease(t, survivor, "task-4")
+	})
+}

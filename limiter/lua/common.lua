@@ -84,7 +84,7 @@ end
 -- fences keep rising across such a loss while that clock moves forward.
 -- extra names more fields to read.
 local function load_state(extra)
-  local names = {'limit', 'used', 'fence', 'seq', 'nq', 'nt', 'born', 'idle'}
+  local names = {'limit', 'used', 'fence', 'seq', 'nq', 'nt', 'born', 'idle', 'tk'}
   for _, x in ipairs(extra or {}) do names[#names + 1] = x end
   local v = redis.call('HMGET', KEYS[1], unpack(names))
   for i, name in ipairs(names) do st[name] = v[i] end
@@ -99,8 +99,9 @@ local function load_state(extra)
     set('nq', 0)
     set('nt', 0)
     st.idle = nil
+    st.tk = false
     st.new = true
-    for i = 9, #names do st[names[i]] = false end
+    for i = 10, #names do st[names[i]] = false end
     return
   end
   for i = 1, 7 do
@@ -196,6 +197,7 @@ local function count(token, delta, maybe_gone)
   set('nq', st.nq + delta)
   if is_ticket(token) then
     set('nt', st.nt + delta)
+    if delta > 0 and not st.tk then set('tk', 1) end -- tickets were used here
     return
   end
   local field = 'c:' .. proc_of(token)

@@ -8,7 +8,10 @@
 -- of this state, tells the caller whether the state was lost since its
 -- grant. nt is the number of queued tickets and claim the ms until the
 -- earliest ticket grant may be taken on (-1: none), so that a caller that
--- handles tickets polls while there are any, as after poll.lua.
+-- handles tickets polls while there are any, as after poll.lua. claim is
+-- looked up only when no ticket is queued (with one queued the caller
+-- polls, and the poll reports claims) on a semaphore that has had tickets,
+-- so that a semaphore without tickets pays nothing for it.
 local token = ARGV[7]
 local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
 local extra = {}
@@ -29,6 +32,9 @@ elseif redis.call('HEXISTS', KEYS[4], token) == 1 then
   redis.call('ZREM', KEYS[7], token)
 end
 promote(head)
-local claim = earliest(KEYS[7])
-claim = claim and math.max(0, claim - now_ms()) or -1
+local claim = -1
+if st.nt == 0 and st.tk then
+  local first = earliest(KEYS[7])
+  if first then claim = math.max(0, first - now_ms()) end
+end
 return finish({status, st.born, st.nt, claim})
